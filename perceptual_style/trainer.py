@@ -1,0 +1,84 @@
+"""Training a TransformerNet against the perceptual losses, with `Model.fit`.
+
+`StyleTransferTrainer` is a `keras.Model` that holds the transformer (the only trainable
+part), the frozen loss network and the style's Gram matrices; calling it on a batch of
+content images returns the losses. Its `train_step` is written per backend, as Keras 3
+asks: a `tf.GradientTape` step on TensorFlow, a stateless `jax.value_and_grad` step on JAX.
+Nothing here imports TensorFlow when the backend is JAX.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from perceptual_style.losses import content_loss, gram_matrix, style_loss, total_variation_loss
+
+LOSS_NAMES = ("content", "style", "tv", "total")
+
+
+class StyleTransferTrainer(keras.Model):
+    def __init__(self, transformer, loss_network, style_image, content_layer="block4_conv2",
+                 style_layers=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.transformer = transformer
+        self.loss_network = loss_network
+        self.content_layer = content_layer
+        self.style_layers = dict(style_layers or {})
+        self.content_weight, self.style_weight, self.tv_weight = (
+            float(content_weight), float(style_weight), float(tv_weight))
+        style = np.asarray(style_image, np.float32)[None]
+        features = loss_network(style)
+        # Constants: computed once, never trained.
+        self.style_grams = {layer: np.asarray(ops.convert_to_numpy(gram_matrix(features[layer])))
+                            for layer in self.style_layers}
+
+    def call(self, images, training=False):
+        """Content images in [0, 255] -> {content, style, tv, total} losses."""
+        images = ops.cast(images, "float32")
+        stylized = self.transformer(images, training=training)
+        count = ops.shape(images)[0]
+        features = self.loss_network(ops.concatenate([stylized, images], axis=0))
+        stylized_features = {k: v[:count] for k, v in features.items()}
+        target = ops.stop_gradient(features[self.content_layer][count:])
+        losses = {
+            "content": content_loss(stylized_features[self.content_layer], target),
+            "style": style_loss(stylized_features, self.style_grams, self.style_layers),
+            "tv": total_variation_loss(stylized),
+        }
+        losses["total"] = (self.content_weight * losses["content"]
+                           + self.style_weight * losses["style"]
+                           + self.tv_weight * losses["tv"])
+        return losses
+
+    def train_step(self, *args):
+        if keras.backend.backend() == "jax":
+            return self._jax_train_step(*args)
+        if keras.backend.backend() == "tensorflow":
+            return self._tf_train_step(*args)
+        raise NotImplementedError(f"no train_step for the {keras.backend.backend()} backend")
+
+    def _tf_train_step(self, images):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            losses = self(images, training=True)
+        gradients = tape.gradient(losses["total"], self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return losses
+
+    def _jax_train_step(self, state, images):
+        import jax
+
+        trainable, non_trainable, optimizer_variables, metrics_variables = state
+
+        def total_loss(trainable, non_trainable):
+            losses, non_trainable = self.stateless_call(
+                trainable, non_trainable, images, training=True)
+            return losses["total"], (losses, non_trainable)
+
+        (_, (losses, non_trainable)), gradients = jax.value_and_grad(
+            total_loss, has_aux=True)(trainable, non_trainable)
+        trainable, optimizer_variables = self.optimizer.stateless_apply(
+            optimizer_variables, gradients, trainable)
+        return losses, (trainable, non_trainable, optimizer_variables, metrics_variables)
