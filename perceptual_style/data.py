@@ -1,0 +1,115 @@
+"""Content images from a local folder or glob, without TensorFlow.
+
+The order in which training sees images is a pure function of (seed, global step): a fresh
+permutation of the files each epoch. A resumed run therefore continues exactly where the
+interrupted one stopped, and the tf.data pipeline (`tf_data.py`) and the Pillow loader here
+(used on the JAX backend) draw the same files. Unreadable files are skipped and counted.
+"""
+
+import functools
+import glob
+import os
+import threading
+
+import keras
+import numpy as np
+from absl import logging
+
+from perceptual_style.images import IMAGE_EXTENSIONS, ImageError, composite_on_white, open_image
+from perceptual_style.images import resize_shorter_side
+
+
+def list_images(source):
+    """Sorted image files from a folder (recursively), a glob pattern or a single file."""
+    source = os.path.expanduser(source)
+    if os.path.isdir(source):
+        files = [os.path.join(root, name) for root, _, names in os.walk(source) for name in names]
+    elif glob.has_magic(source):
+        files = glob.glob(source, recursive=True)
+    elif os.path.isfile(source):
+        return [source]
+    else:
+        raise FileNotFoundError(f"no such folder, file or glob: {source}")
+    files = sorted(f for f in files if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(f))
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {source}")
+    return files
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(count, seed, epoch):
+    return np.random.default_rng((seed, epoch)).permutation(count)
+
+
+def file_index(position, count, seed):
+    """Which of `count` files is the `position`-th image seen in training."""
+    epoch, offset = divmod(int(position), count)
+    return int(_permutation(count, seed, epoch)[offset])
+
+
+class SkippedFiles:
+    """Thread-safe record of files that could not be decoded; each is logged once."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.files = set()
+
+    def add(self, path, reason):
+        with self._lock:
+            if path in self.files:
+                return
+            self.files.add(path)
+        logging.warning("skipped unreadable content image (%d so far): %s", len(self.files), reason)
+
+    def __len__(self):
+        return len(self.files)
+
+
+def decode_training_image(path, image_size):
+    """An RGB uint8 array whose shorter side is `image_size`, ready for a random crop."""
+    image = composite_on_white(open_image(path))
+    return np.asarray(resize_shorter_side(image, image_size), dtype=np.uint8)
+
+
+def random_crop(image, size, rng):
+    top = rng.integers(0, image.shape[0] - size + 1)
+    left = rng.integers(0, image.shape[1] - size + 1)
+    return image[top:top + size, left:left + size]
+
+
+class ImageFolderDataset(keras.utils.PyDataset):
+    """Batches of random `image_size` crops, float32 in [0, 255], for `Model.fit`.
+
+    Batch `i` is global step `start_step + i`. A file that fails to decode is skipped (and
+    recorded in `skipped`) in favour of the next one in the order.
+    """
+
+    def __init__(self, files, image_size, batch_size, steps, seed=0, start_step=0,
+                 skipped=None, **kwargs):
+        super().__init__(**kwargs)
+        self.files, self.image_size, self.batch_size = list(files), image_size, batch_size
+        self.steps, self.seed, self.start_step = steps, seed, start_step
+        self.skipped = skipped if skipped is not None else SkippedFiles()
+
+    def __len__(self):
+        return self.steps
+
+    def __getitem__(self, index):
+        step = self.start_step + index
+        rng = np.random.default_rng((self.seed, step, 1))
+        batch = []
+        position = step * self.batch_size
+        failures = 0
+        while len(batch) < self.batch_size:
+            path = self.files[file_index(position, len(self.files), self.seed)]
+            position += 1
+            try:
+                image = decode_training_image(path, self.image_size)
+            except ImageError as e:
+                self.skipped.add(path, str(e))
+                failures += 1
+                if failures > len(self.files):
+                    raise ImageError("no readable content images left") from None
+                continue
+            batch.append(random_crop(image, self.image_size, rng))
+        return np.stack(batch).astype(np.float32)

