@@ -22,7 +22,16 @@ def save_checkpoint(trainer, directory):
     arrays = {f"transformer_{i:03d}": w for i, w in enumerate(trainer.transformer.get_weights())}
     arrays.update({f"optimizer_{i:03d}": np.asarray(v)
                    for i, v in enumerate(trainer.optimizer.variables)})
+    arrays["step"] = np.asarray(trainer.optimizer.iterations, np.int64)
     atomic_write(checkpoint_path(directory), lambda f: np.savez(f, **arrays))
+
+
+def checkpoint_step(directory):
+    """The step of the checkpoint in `directory` (0 when there is none)."""
+    if not os.path.isfile(checkpoint_path(directory)):
+        return 0
+    with np.load(checkpoint_path(directory), allow_pickle=False) as stored:
+        return int(stored["step"])
 
 
 def restore_checkpoint(trainer, directory):

@@ -78,7 +78,7 @@ def random_crop(image, size, rng):
 
 
 class ImageFolderDataset(keras.utils.PyDataset):
-    """Batches of random `image_size` crops, float32 in [0, 255], for `Model.fit`.
+    """Batches `(images,)` of random `image_size` crops, float32 in [0, 255], for `Model.fit`.
 
     Batch `i` is global step `start_step + i`. A file that fails to decode is skipped (and
     recorded in `skipped`) in favour of the next one in the order.
@@ -112,4 +112,4 @@ class ImageFolderDataset(keras.utils.PyDataset):
                     raise ImageError("no readable content images left") from None
                 continue
             batch.append(random_crop(image, self.image_size, rng))
-        return np.stack(batch).astype(np.float32)
+        return (np.stack(batch).astype(np.float32),)

@@ -188,7 +188,6 @@ def train(name):
         content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
         tv_weight=FLAGS.tv_weight)
     trainer.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate))
-    trainer.transformer(np.zeros((1, 16, 16, 3), np.float32))  # builds its variables
 
     checkpoint_dir = os.path.join(FLAGS.checkpoint_dir, name)
     try:

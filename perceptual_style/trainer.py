@@ -21,6 +21,7 @@ class StyleTransferTrainer(keras.Model):
                  style_layers=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0,
                  **kwargs):
         super().__init__(**kwargs)
+        transformer(np.zeros((1, 16, 16, 3), np.float32))  # creates its variables
         self.transformer = transformer
         self.loss_network = loss_network
         self.content_layer = content_layer
@@ -58,18 +59,20 @@ class StyleTransferTrainer(keras.Model):
             return self._tf_train_step(*args)
         raise NotImplementedError(f"no train_step for the {keras.backend.backend()} backend")
 
-    def _tf_train_step(self, images):
+    def _tf_train_step(self, data):
         import tensorflow as tf
 
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             losses = self(images, training=True)
         gradients = tape.gradient(losses["total"], self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
         return losses
 
-    def _jax_train_step(self, state, images):
+    def _jax_train_step(self, state, data):
         import jax
 
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         trainable, non_trainable, optimizer_variables, metrics_variables = state
 
         def total_loss(trainable, non_trainable):

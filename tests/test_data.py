@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from conftest import tensorflow_only
+from perceptual_style.data import ImageFolderDataset, SkippedFiles, file_index, list_images
+
+
+def test_list_images_folder_glob_file_and_errors(photo_dir, tmp_path):
+    (photo_dir / "notes.txt").write_text("not an image")
+    files = list_images(str(photo_dir))
+    assert len(files) == 6 and files == sorted(files)
+    assert list_images(str(photo_dir / "photo1*")) == [str(photo_dir / "photo1.jpg")]
+    assert list_images(files[0]) == [files[0]]
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        list_images(str(tmp_path / "absent"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        list_images(str(empty))
+
+
+def test_file_order_is_a_permutation_per_epoch():
+    order = [file_index(k, 7, seed=3) for k in range(21)]
+    for epoch in range(3):
+        assert sorted(order[epoch * 7:(epoch + 1) * 7]) == list(range(7))
+    assert order[:7] != order[7:14]
+    assert order == [file_index(k, 7, seed=3) for k in range(21)]  # pure function of (seed, k)
+
+
+def test_folder_dataset_batches_resume_and_skip_corrupt(photo_dir):
+    (photo_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    files = list_images(str(photo_dir))
+    skipped = SkippedFiles()
+    full = ImageFolderDataset(files, image_size=32, batch_size=3, steps=5, seed=1, skipped=skipped)
+    batches = [full[i][0] for i in range(len(full))]
+    assert all(b.shape == (3, 32, 32, 3) and b.dtype == np.float32 for b in batches)
+    assert 0 <= min(b.min() for b in batches) and max(b.max() for b in batches) <= 255
+    assert skipped.files == {str(photo_dir / "broken.jpg")}
+    resumed = ImageFolderDataset(files, image_size=32, batch_size=3, steps=2, seed=1, start_step=3)
+    np.testing.assert_array_equal(resumed[0][0], batches[3])
+    np.testing.assert_array_equal(resumed[1][0], batches[4])
+
+
+@tensorflow_only
+def test_tf_data_pipeline_matches_files_and_skips_corrupt(photo_dir):
+    from perceptual_style.tf_data import folder_dataset
+
+    (photo_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    files = list_images(str(photo_dir))
+    skipped = SkippedFiles()
+    batches = list(folder_dataset(files, image_size=24, batch_size=2, seed=0,
+                                  skipped=skipped).take(8).as_numpy_iterator())
+    assert all(b.shape == (2, 24, 24, 3) and b.dtype == np.float32 for b in batches)
+    assert skipped.files == {str(photo_dir / "broken.png")}
+    again = list(folder_dataset(files, image_size=24, batch_size=2, seed=0).take(8).as_numpy_iterator())
+    np.testing.assert_array_equal(np.stack(batches), np.stack(again))
+
+
+@tensorflow_only
+def test_tfds_pipeline_with_mock_coco():
+    """The tfds `coco/2014` path, with TFDS' own mock data standing in for the download."""
+    import tensorflow_datasets as tfds
+
+    from perceptual_style.tf_data import tfds_dataset, tfds_images
+
+    with tfds.testing.mock_data(num_examples=5):
+        batch = next(iter(tfds_dataset("coco/2014", image_size=32, batch_size=2)))
+        samples = tfds_images("coco/2014", 2)
+    assert tuple(batch.shape) == (2, 32, 32, 3) and batch.dtype.name == "float32"
+    assert len(samples) == 2 and samples[0].ndim == 3

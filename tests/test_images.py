@@ -1,0 +1,99 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from perceptual_style import images
+from perceptual_style.images import ImageError, load_rgb, open_image, save_image
+
+GRADIENT = np.stack([*np.meshgrid(np.linspace(0, 255, 30), np.linspace(0, 255, 20))] +
+                    [np.full((20, 30), 128.0)], -1).astype(np.uint8)  # 20 x 30 RGB
+
+
+def test_modes_become_rgb(tmp_path):
+    rgb = Image.fromarray(GRADIENT)
+    cases = {
+        "grey.png": rgb.convert("L"),
+        "cmyk.jpg": rgb.convert("CMYK"),
+        "palette.gif": rgb.convert("P"),
+        "bilevel.png": rgb.convert("1"),
+    }
+    for name, image in cases.items():
+        image.save(tmp_path / name)
+        out = load_rgb(str(tmp_path / name))
+        assert out.shape == (20, 30, 3) and out.dtype == np.uint8, name
+    cmyk = load_rgb(str(tmp_path / "cmyk.jpg")).astype(int)
+    assert np.abs(cmyk - GRADIENT).mean() < 8  # CMYK converts back to about the same colours
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
+    grey16 = (np.linspace(0, 65535, 20 * 30).reshape(20, 30)).astype(np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    out = load_rgb(str(tmp_path / "deep.png"))
+    np.testing.assert_allclose(out[..., 0], np.rint(grey16 / 257.0), atol=1)
+    assert out.max() == 255 and out.min() == 0
+
+
+def test_alpha_is_kept_or_composited_on_white(tmp_path):
+    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[:, 5:, 3] = 255  # left half transparent
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    assert open_image(str(tmp_path / "a.png")).mode == "RGBA"
+    out = load_rgb(str(tmp_path / "a.png"))
+    assert (out[:, :5] == 255).all() and (out[:, 5:] == [200, 0, 0]).all()
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(GRADIENT).save(tmp_path / "rotated.jpg", exif=exif)
+    assert load_rgb(str(tmp_path / "rotated.jpg")).shape == (30, 20, 3)
+
+
+def test_bad_files_give_one_line_errors(tmp_path, monkeypatch):
+    Image.fromarray(GRADIENT).save(tmp_path / "good.jpg")
+    data = (tmp_path / "good.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.jpg").write_text("hello")
+    (tmp_path / "empty.png").write_bytes(b"")
+    expectations = {"truncated.jpg": "corrupt or truncated", "text.jpg": "not an image",
+                    "empty.png": "not an image", "missing.png": "no such file", "": "directory"}
+    for name, reason in expectations.items():
+        with pytest.raises(ImageError, match=reason) as error:
+            load_rgb(str(tmp_path / name))
+        assert "\n" not in str(error.value)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageError, match="too large"):
+        load_rgb(str(tmp_path / "good.jpg"))
+
+
+def test_load_rgb_scales_longer_side(tmp_path):
+    Image.fromarray(GRADIENT).save(tmp_path / "g.png")
+    assert load_rgb(str(tmp_path / "g.png"), max_side=60).shape == (40, 60, 3)
+
+
+def test_save_image_is_atomic_and_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = str(tmp_path / "out.png")
+    save_image(GRADIENT, path)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), GRADIENT)
+
+    def broken_save(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError):
+        save_image(np.zeros_like(GRADIENT), path)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), GRADIENT)
+    assert os.listdir(tmp_path) == ["out.png"]  # no temporary file left behind
+
+
+def test_image_grid_layout():
+    a = np.zeros((4, 5, 3), np.uint8)
+    b = np.full((4, 5, 3), 9, np.uint8)
+    grid = images.image_grid([[a, b], [b]], gap=2)
+    assert grid.shape == (10, 12, 3)
+    assert (grid[:4, 7:] == 9).all() and (grid[6:, :5] == 9).all() and (grid[6:, 7:] == 255).all()

@@ -1,0 +1,159 @@
+"""The training CLI end to end, in subprocesses, at tiny sizes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import REPO, run_cli
+from perceptual_style.checkpoint import checkpoint_path, checkpoint_step
+from perceptual_style.saved_nets import load_metadata, load_transformer
+
+
+@pytest.fixture
+def workdir(tmp_path, photo_dir):
+    y, x = np.mgrid[0:64, 0:64]
+    style = np.stack([(x % 8 < 4) * 255, (y % 6 < 3) * 200, np.full((64, 64), 60)], -1)
+    Image.fromarray(style.astype(np.uint8)).save(tmp_path / "stripes.png")
+    return tmp_path
+
+
+def tiny_args(workdir, steps, **extra):
+    args = {
+        "style_image": workdir / "stripes.png", "name": "stripes",
+        "content_dir": workdir / "photos", "num_samples": 2, "image_size": 32,
+        "batch_size": 2, "steps": steps, "style_size": 64,
+        "content_layer": "block2_conv2", "style_layers": "block1_conv1,block2_conv1",
+        "style_layer_weights": "1,1", "checkpoint_every": 2, "sample_every": 3,
+        "saved_dir": workdir / "savedNets", "checkpoint_dir": workdir / "checkpoints",
+        "tensorboard_dir": workdir / "logs", "images_dir": workdir / "images",
+    }
+    args.update(extra)
+    return ["perceptual_style.train"] + [f"--{k}={v}" for k, v in args.items()]
+
+
+def test_trains_saves_and_the_net_stylizes_another_size(workdir):
+    result = run_cli(tiny_args(workdir, steps=6))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Trained stripes for 6 steps" in result.stdout
+    saved = workdir / "savedNets" / "stripes"
+    metadata = load_metadata(str(saved))
+    assert metadata["steps"] == 6 and metadata["images_seen"] == 12
+    assert metadata["backend"] == "tensorflow" and metadata["flags"]["image_size"] == 32
+    assert set(metadata["final_losses"]) == {"content", "style", "tv", "total"}
+    assert sorted(os.listdir(workdir / "images" / "stripes")) == ["step_000003.png", "step_000006.png"]
+    events = EventAccumulator(str(workdir / "logs" / "stripes"))
+    events.Reload()
+    assert {"loss/content", "loss/style", "loss/tv", "loss/total"} <= set(events.Tags()["scalars"])
+    assert events.Tags()["images"] == ["stylized_samples"]
+    assert [e.step for e in events.Images("stylized_samples")] == [3, 6]
+    assert checkpoint_step(str(workdir / "checkpoints" / "stripes")) == 6
+    net = load_transformer(str(saved))
+    photo = np.random.default_rng(0).uniform(0, 255, (1, 45, 71, 3)).astype(np.float32)
+    out = keras.ops.convert_to_numpy(net(photo))
+    assert out.shape == (1, 45, 71, 3) and np.abs(out - photo).mean() > 1
+    # Rerunning a finished run trains no more steps.
+    again = run_cli(tiny_args(workdir, steps=6))
+    assert again.returncode == 0 and "resuming stripes from its checkpoint at step 6" in again.stderr
+
+
+def start_training(workdir, steps):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", *tiny_args(workdir, steps)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_checkpoint(workdir, process, minimum_step=2, timeout=300):
+    path = checkpoint_path(str(workdir / "checkpoints" / "stripes"))
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path) and checkpoint_step(os.path.dirname(path)) >= minimum_step:
+            return
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_sigkill_then_rerun_resumes_at_the_checkpointed_step(workdir):
+    process = start_training(workdir, steps=200)
+    wait_for_checkpoint(workdir, process)
+    process.kill()
+    process.wait()
+    step = checkpoint_step(str(workdir / "checkpoints" / "stripes"))
+    assert 2 <= step < 200 and step % 2 == 0
+    assert not (workdir / "savedNets" / "stripes").exists()
+    result = run_cli(tiny_args(workdir, steps=step + 4))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming stripes from its checkpoint at step {step}" in result.stderr
+    assert load_metadata(str(workdir / "savedNets" / "stripes"))["steps"] == step + 4
+    assert checkpoint_step(str(workdir / "checkpoints" / "stripes")) == step + 4
+
+
+def test_sigint_checkpoints_and_exits_130(workdir):
+    process = start_training(workdir, steps=500)
+    wait_for_checkpoint(workdir, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    step = checkpoint_step(str(workdir / "checkpoints" / "stripes"))
+    assert f"Interrupted at step {step} of 500" in stdout
+    assert "Traceback" not in stderr
+    assert not (workdir / "savedNets" / "stripes").exists()
+
+
+def last_line(text):
+    return text.strip().splitlines()[-1]
+
+
+def test_non_finite_loss_stops_with_a_clear_message(workdir):
+    result = run_cli(tiny_args(workdir, steps=4, style_weight="inf"))
+    assert result.returncode == 1
+    assert "total loss became inf at step 1" in last_line(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not (workdir / "savedNets" / "stripes").exists()
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"style_image": "/nonexistent/style.jpg"}, "style image not found"),
+    ({"style_image": "{workdir}/broken.jpg"}, "corrupt or truncated"),
+    ({"content_dir": "/nonexistent/photos"}, "--content_dir: no such folder"),
+    ({"style_layer_weights": "1"}, "has 1 entries for 2 --style_layers"),
+    ({"style_layers": "block9_conv1", "style_layer_weights": "1"}, "unknown VGG19 layers"),
+    ({"vgg_weights": "/nonexistent/vgg19.h5"}, "VGG19 weights file not found"),
+    ({"style_image": "https://127.0.0.1:9/style.jpg"}, "--style_sha256 is required"),
+])
+def test_bad_inputs_fail_in_one_line(workdir, override, message):
+    (workdir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    override = {k: v.format(workdir=workdir) for k, v in override.items()}
+    result = run_cli(tiny_args(workdir, steps=2, **override))
+    assert result.returncode != 0
+    assert message in last_line(result.stderr) and "Traceback" not in result.stderr
+
+
+def test_help_lists_every_flag():
+    result = run_cli(["perceptual_style.train", "--helpfull"])
+    for flag in ("--style_image", "--content_dir", "--content_tfds", "--image_size", "--batch_size",
+                 "--steps", "--learning_rate", "--content_weight", "--style_weight", "--tv_weight",
+                 "--style_layers", "--vgg_weights", "--pooling", "--name", "--checkpoint_dir",
+                 "--tensorboard_dir", "--sample_every", "--seed"):
+        assert flag in result.stdout
+
+
+def test_trains_on_jax_without_tensorflow(workdir):
+    code = ("import sys, runpy\n"
+            f"sys.argv = {['train'] + tiny_args(workdir, steps=4)[1:]!r}\n"
+            "try:\n    runpy.run_module('perceptual_style.train', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('tensorflow imported:', 'tensorflow' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tensorflow imported: False" in result.stdout
+    assert load_metadata(str(workdir / "savedNets" / "stripes"))["backend"] == "jax"

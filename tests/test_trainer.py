@@ -1,0 +1,93 @@
+"""The trainer on the current backend; test_backends.py runs this file on JAX too."""
+
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import BACKEND
+from perceptual_style import callbacks as cb
+from perceptual_style.checkpoint import restore_checkpoint, save_checkpoint
+from perceptual_style.data import ImageFolderDataset, list_images
+from perceptual_style.saved_nets import load_transformer, save_transformer
+from perceptual_style.trainer import StyleTransferTrainer
+from perceptual_style.transformer_net import TransformerNet
+from perceptual_style.vgg import build_loss_network
+
+STYLE_LAYERS = {"block1_conv1": 1.0, "block2_conv1": 1.0}
+
+
+def make_trainer(vgg_weights, style_weight=1e-5, seed=0):
+    keras.utils.set_random_seed(seed)
+    loss_network = build_loss_network(["block2_conv2", *STYLE_LAYERS], weights=vgg_weights)
+    y, x = np.mgrid[0:48, 0:48]
+    stripes = np.stack([(x % 8 < 4) * 255.0, (y % 6 < 3) * 200.0, np.full((48, 48), 60.0)], -1)
+    trainer = StyleTransferTrainer(TransformerNet(), loss_network, stripes.astype(np.float32),
+                                   content_layer="block2_conv2", style_layers=STYLE_LAYERS,
+                                   content_weight=1.0, style_weight=style_weight, tv_weight=1e-3)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    return trainer
+
+
+def test_losses_match_their_definitions(vgg_weights):
+    trainer = make_trainer(vgg_weights)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    losses = {k: float(v) for k, v in trainer(images).items()}
+    assert losses["content"] > 0 and losses["style"] > 0 and losses["tv"] > 0
+    expected = losses["content"] + 1e-5 * losses["style"] + 1e-3 * losses["tv"]
+    assert np.isclose(losses["total"], expected, rtol=1e-5)
+    assert not trainer.loss_network.trainable_weights
+    assert len(trainer.trainable_weights) == len(trainer.transformer.trainable_weights)
+
+
+def test_fit_lowers_the_loss_and_trains_only_the_transformer(vgg_weights, photo_dir):
+    trainer = make_trainer(vgg_weights)
+    vgg_before = [w.copy() for w in trainer.loss_network.get_weights()]
+    data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=30)
+    history = trainer.fit(data, epochs=1, verbose=0).history
+    totals = history["total"]
+    # Keras logs the last step's value; compare against a fresh evaluation before training.
+    fresh = make_trainer(vgg_weights)
+    before = np.mean([float(fresh(data[i][0])["total"]) for i in range(3)])
+    after = np.mean([float(trainer(data[i][0])["total"]) for i in range(3)])
+    assert np.isfinite(totals[-1])
+    assert after < 0.75 * before, (before, after)
+    for old, new in zip(vgg_before, trainer.loss_network.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    if BACKEND == "jax":
+        assert "tensorflow" not in sys.modules  # the JAX path imports no TensorFlow
+
+
+def test_checkpoint_round_trip_restores_weights_optimizer_and_step(vgg_weights, photo_dir, tmp_path):
+    trainer = make_trainer(vgg_weights)
+    data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=3)
+    trainer.fit(data, epochs=1, verbose=0)
+    save_checkpoint(trainer, str(tmp_path))
+    restored = make_trainer(vgg_weights, seed=1)
+    assert restore_checkpoint(restored, str(tmp_path)) == 3
+    for a, b in zip(trainer.transformer.get_weights(), restored.transformer.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(trainer.optimizer.variables, restored.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert restore_checkpoint(make_trainer(vgg_weights), str(tmp_path / "none")) == 0
+
+
+def test_saved_net_is_float16_on_disk_and_reloads_close(vgg_weights, tmp_path):
+    net = make_trainer(vgg_weights).transformer
+    save_transformer(net, str(tmp_path / "style"), {"steps": 0})
+    stored = np.load(tmp_path / "style" / "weights.npz")
+    assert all(stored[k].dtype == np.float16 for k in stored.files if k != "config")
+    loaded = load_transformer(str(tmp_path / "style"))
+    image = np.random.default_rng(1).uniform(0, 255, (1, 45, 37, 3)).astype(np.float32)
+    a = keras.ops.convert_to_numpy(net(image))
+    b = keras.ops.convert_to_numpy(loaded(image))
+    assert b.shape == (1, 45, 37, 3)
+    assert np.abs(a - b).max() < 1.0  # float16 storage moves outputs by under a grey level
+
+
+def test_non_finite_loss_stops_training(vgg_weights, photo_dir):
+    trainer = make_trainer(vgg_weights, style_weight=float("inf"))
+    data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=3)
+    with pytest.raises(cb.NonFiniteLossError, match="total loss became inf at step 1"):
+        trainer.fit(data, epochs=1, verbose=0, callbacks=[cb.NonFiniteLossGuard()])
