@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 
+if os.environ.get("PERCEPTUAL_STYLE_NO_TENSORFLOW"):
+    import no_tensorflow  # noqa: F401  (must precede importing Keras)
+
 import keras
 import numpy as np
 import pytest

@@ -147,7 +147,10 @@ def test_help_lists_every_flag():
 
 
 def test_trains_on_jax_without_tensorflow(workdir):
+    """As on a GPU machine with only JAX: TensorFlow cannot be imported at all."""
     code = ("import sys, runpy\n"
+            "sys.path.insert(0, 'tests')\n"
+            "import no_tensorflow\n"
             f"sys.argv = {['train'] + tiny_args(workdir, steps=4)[1:]!r}\n"
             "try:\n    runpy.run_module('perceptual_style.train', run_name='__main__')\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
@@ -156,4 +159,6 @@ def test_trains_on_jax_without_tensorflow(workdir):
                             env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tensorflow imported: False" in result.stdout
-    assert load_metadata(str(workdir / "savedNets" / "stripes"))["backend"] == "jax"
+    metadata = load_metadata(str(workdir / "savedNets" / "stripes"))
+    assert metadata["backend"] == "jax" and metadata["steps"] == 4
+    assert sorted(os.listdir(workdir / "images" / "stripes")) == ["step_000003.png", "step_000004.png"]

@@ -1,0 +1,24 @@
+"""Runs the backend-neutral test files again under KERAS_BACKEND=jax with TensorFlow made
+unimportable, as on a GPU machine that has only JAX (Keras picks its backend once per
+process, so this needs a subprocess)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BACKEND, REPO
+
+NEUTRAL = ["test_transformer_net.py", "test_losses.py", "test_trainer.py", "test_data.py"]
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="already running on JAX")
+def test_backend_neutral_tests_pass_on_jax():
+    files = [os.path.join("tests", name) for name in NEUTRAL]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
+        cwd=REPO, env={**os.environ, "KERAS_BACKEND": "jax", "PERCEPTUAL_STYLE_NO_TENSORFLOW": "1"}, capture_output=True, text=True,
+        timeout=1800)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert " passed" in result.stdout.splitlines()[-1]
