@@ -24,6 +24,7 @@ setup(
         "pillow>=10",
         "absl-py>=2",
         "h5py>=3",
+        "importlib_resources",  # TFDS needs it to prepare coco/2014 but does not declare it
     ],
     extras_require={
         "jax": ["jax[cpu]>=0.4.30"],

@@ -54,14 +54,15 @@ def resize_shorter_side(image, size):
 
 
 def tfds_dataset(name, image_size, batch_size, seed=0, start_step=0, split="train",
-                 data_dir=None):
+                 data_dir=None, download=False):
     """Images of a TFDS dataset (e.g. `coco/2014`), shuffled; a resumed run reshuffles with a
-    seed that includes the step, since a TFDS stream cannot be repositioned cheaply."""
+    seed that includes the step, since a TFDS stream cannot be repositioned cheaply.
+    `download=True` lets TFDS download and prepare it (tens of GB for COCO)."""
     import tensorflow_datasets as tfds
 
     read_config = tfds.ReadConfig(shuffle_seed=seed + start_step)
     dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=True,
-                        read_config=read_config)
+                        read_config=read_config, download=download)
     dataset = dataset.repeat().shuffle(1024, seed=seed + start_step)
 
     def prepare(example):
@@ -72,9 +73,10 @@ def tfds_dataset(name, image_size, batch_size, seed=0, start_step=0, split="trai
     return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def tfds_images(name, count, split="validation", data_dir=None):
+def tfds_images(name, count, split="validation", data_dir=None, download=False):
     """The first `count` images of a TFDS split, as uint8 arrays (held-out progress pictures)."""
     import tensorflow_datasets as tfds
 
-    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False,
+                        download=download)
     return [example["image"].numpy() for example in dataset.take(count)]

@@ -43,6 +43,8 @@ flags.DEFINE_string("content_tfds", "coco/2014", "TensorFlow Datasets name for c
                     "when --content_dir is unset (the paper used coco/2014 train).")
 flags.DEFINE_string("tfds_data_dir", None, "Where TFDS keeps prepared datasets (its default: "
                     "~/tensorflow_datasets).")
+flags.DEFINE_bool("tfds_download", False, "Let TFDS download and prepare --content_tfds if it "
+                  "is not prepared yet (coco/2014 is about 40 GB).")
 flags.DEFINE_integer("image_size", 256, "Side of the square training crops.", lower_bound=16)
 flags.DEFINE_integer("batch_size", 4, "Images per step.", lower_bound=1)
 flags.DEFINE_integer("steps", 10000, "Total training steps (a resumed run counts from its "
@@ -152,7 +154,7 @@ def content_source(name):
     else:
         from perceptual_style.tf_data import tfds_images
 
-        samples = tfds_images(FLAGS.content_tfds, FLAGS.num_samples, data_dir=FLAGS.tfds_data_dir)
+        samples = load_tfds(tfds_images, FLAGS.num_samples)
         return None, [center_square(s, FLAGS.image_size) for s in samples]
     return files, [center_square(load_rgb(f), FLAGS.image_size) for f in sample_files]
 
@@ -167,7 +169,18 @@ def make_dataset(files, start_step, skipped):
 
     if files is not None:
         return tf_data.folder_dataset(files, skipped=skipped, **common)
-    return tf_data.tfds_dataset(FLAGS.content_tfds, data_dir=FLAGS.tfds_data_dir, **common)
+    return load_tfds(tf_data.tfds_dataset, **common)
+
+
+def load_tfds(loader, *args, **kwargs):
+    """Calls a TFDS loader for --content_tfds; its many failure types become one line."""
+    try:
+        return loader(FLAGS.content_tfds, *args, data_dir=FLAGS.tfds_data_dir,
+                      download=FLAGS.tfds_download, **kwargs)
+    except Exception as e:  # TFDS raises assertion, not-found and network errors alike
+        raise TrainingError(
+            f"TFDS dataset {FLAGS.content_tfds} is not available ({str(e).splitlines()[0]}); "
+            "pass --content_dir=PHOTOS, or prepare it (--tfds_download)") from None
 
 
 def train(name):
@@ -237,10 +250,10 @@ def train(name):
         "style_sha256": sha256_of(style_path),
         "vgg_weights": FLAGS.vgg_weights,
         "backend": keras.backend.backend(),
-        "steps": FLAGS.steps,
+        "steps": max(start_step, FLAGS.steps),
         "batch_size": FLAGS.batch_size,
         "image_size": FLAGS.image_size,
-        "images_seen": FLAGS.steps * FLAGS.batch_size,
+        "images_seen": max(start_step, FLAGS.steps) * FLAGS.batch_size,
         "final_losses": {k: history[k][-1] for k in LOSS_NAMES if k in history},
         "seconds_per_step": seconds_per_step,
         "skipped_content_images": len(skipped),
@@ -249,7 +262,7 @@ def train(name):
     }
     out_dir = os.path.join(FLAGS.saved_dir, name)
     saved_nets.save_transformer(trainer.transformer, out_dir, metadata)
-    print(f"\nTrained {name} for {FLAGS.steps} steps: {os.path.join(out_dir, saved_nets.WEIGHTS_FILE)}")
+    print(f"\nTrained {name} for {metadata['steps']} steps: {os.path.join(out_dir, saved_nets.WEIGHTS_FILE)}")
     return 0
 
 
@@ -263,6 +276,8 @@ def main(argv):
         return train(name)
     except (TrainingError, ImageError, OSError) as e:  # one line, not a traceback
         sys.exit(f"train: error: {e}")
+    except KeyboardInterrupt:
+        sys.exit("train: interrupted before training started; nothing was written")
 
 
 def run():

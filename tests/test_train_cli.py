@@ -128,6 +128,7 @@ def test_non_finite_loss_stops_with_a_clear_message(workdir):
     ({"style_layers": "block9_conv1", "style_layer_weights": "1"}, "unknown VGG19 layers"),
     ({"vgg_weights": "/nonexistent/vgg19.h5"}, "VGG19 weights file not found"),
     ({"style_image": "https://127.0.0.1:9/style.jpg"}, "--style_sha256 is required"),
+    ({"content_dir": "", "tfds_data_dir": "{workdir}/tfds"}, "TFDS dataset coco/2014 is not available"),
 ])
 def test_bad_inputs_fail_in_one_line(workdir, override, message):
     (workdir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
@@ -162,3 +163,31 @@ def test_trains_on_jax_without_tensorflow(workdir):
     metadata = load_metadata(str(workdir / "savedNets" / "stripes"))
     assert metadata["backend"] == "jax" and metadata["steps"] == 4
     assert sorted(os.listdir(workdir / "images" / "stripes")) == ["step_000003.png", "step_000004.png"]
+
+
+def test_style_url_downloads_once_then_uses_the_cache(tmp_path):
+    """Served from loopback once; with the server gone the cached copy is used."""
+    import functools
+    import http.server
+    import threading
+
+    from perceptual_style.train import TrainingError, fetch_style_image, sha256_of
+
+    served = tmp_path / "served"
+    served.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(served / "painting.png")
+    digest = sha256_of(served / "painting.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/painting.png"
+    cache = str(tmp_path / "cache")
+    try:
+        first = fetch_style_image(url, digest, cache_dir=cache)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sha256_of(first) == digest
+    assert fetch_style_image(url, digest, cache_dir=cache) == first  # no server needed now
+    with pytest.raises(TrainingError, match="could not fetch style image"):
+        fetch_style_image(url, "0" * 64, cache_dir=cache)
