@@ -133,7 +133,7 @@ def style_layer_weights():
     return dict(zip(FLAGS.style_layers, weights))
 
 
-def content_source(name):
+def content_source():
     """(training files or None, held-out sample images)."""
     files = None
     if FLAGS.content_dir:
@@ -156,7 +156,15 @@ def content_source(name):
 
         samples = load_tfds(tfds_images, FLAGS.num_samples)
         return None, [center_square(s, FLAGS.image_size) for s in samples]
-    return files, [center_square(load_rgb(f), FLAGS.image_size) for f in sample_files]
+    samples = []
+    for path in sample_files:
+        try:
+            samples.append(center_square(load_rgb(path), FLAGS.image_size))
+        except ImageError as e:
+            logging.warning("skipped unreadable sample image: %s", e)
+    if not samples:
+        raise TrainingError("none of the sample images could be read")
+    return files, samples
 
 
 def make_dataset(files, start_step, skipped):
@@ -187,7 +195,7 @@ def train(name):
     layer_weights = style_layer_weights()
     style_path = fetch_style_image(FLAGS.style_image, FLAGS.style_sha256)
     style = load_rgb(style_path, max_side=FLAGS.style_size or None).astype(np.float32)
-    files, samples = content_source(name)
+    files, samples = content_source()
 
     keras.utils.set_random_seed(FLAGS.seed)
     try:
