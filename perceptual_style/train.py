@@ -276,9 +276,10 @@ def train(name):
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        sys.exit(f"train: error: unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
     if not FLAGS.style_image:
-        raise app.UsageError("--style_image is required (or a --flagfile from styles/)")
+        sys.exit("train: error: --style_image is required (or a --flagfile from styles/); "
+                 "see --helpfull")
     name = FLAGS.name or os.path.splitext(os.path.basename(FLAGS.style_image.split("?")[0]))[0]
     try:
         return train(name)

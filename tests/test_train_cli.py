@@ -138,6 +138,13 @@ def test_bad_inputs_fail_in_one_line(workdir, override, message):
     assert message in last_line(result.stderr) and "Traceback" not in result.stderr
 
 
+def test_missing_style_and_stray_arguments_fail_in_one_line():
+    result = run_cli(["perceptual_style.train"])
+    assert result.returncode == 1 and "--style_image is required" in last_line(result.stderr)
+    result = run_cli(["perceptual_style.train", "--flagfile=styles/snight.flags", "stray"])
+    assert result.returncode == 1 and "unexpected arguments: stray" in last_line(result.stderr)
+
+
 def test_help_lists_every_flag():
     result = run_cli(["perceptual_style.train", "--helpfull"])
     for flag in ("--style_image", "--content_dir", "--content_tfds", "--image_size", "--batch_size",
