@@ -286,7 +286,9 @@ def main(argv):
     except (TrainingError, ImageError, OSError) as e:  # one line, not a traceback
         sys.exit(f"train: error: {e}")
     except KeyboardInterrupt:
-        sys.exit("train: interrupted before training started; nothing was written")
+        print("train: interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
 
 
 def run():
