@@ -157,7 +157,12 @@ def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,
                 try:
                     result = _run(net, padded[wy0:wy1, wx0:wx1])
                 except _LayerSummed:
-                    gc.collect()  # the aborted pass's activations, held by traceback cycles
+                    result = None
+                if result is None:
+                    # Out of the except block, where the exception no longer pins its
+                    # traceback: the aborted pass's activations, held by reference cycles
+                    # in its frames, are freed now rather than at the next pass.
+                    gc.collect()
                 else:
                     # Kept: the core plus half a blend band into each neighbour.
                     ky0, kx0 = max(y - blend // 2, 0), max(x - blend // 2, 0)
