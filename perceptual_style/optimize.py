@@ -58,7 +58,8 @@ def optimize_image(loss, content, iterations, optimizer="lbfgs", init="content",
                    learning_rate=5.0, seed=0, verbose=False):
     """Minimizes `loss` (a losses.PerceptualLoss) over the pixels of an image the size of
     `content` (RGB [0, 255]) for `iterations` steps; returns (image float32 [0, 255],
-    [total loss at the start and after each iteration])."""
+    history): history holds (seconds since the start, total loss) at the start and after
+    each iteration."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     content = np.asarray(content, np.float32)[None]
@@ -73,28 +74,36 @@ def optimize_image(loss, content, iterations, optimizer="lbfgs", init="content",
     progress = keras.utils.Progbar(iterations, verbose=1 if verbose else 0,
                                    stateful_metrics=["loss"])
     history = []
+    evaluate(start)  # compiles: times count from the first compiled evaluation
+    started = time.perf_counter()
+
+    def record(value):
+        history.append((time.perf_counter() - started, value))
+        progress.add(1, [("loss", value)])
+
     if optimizer == "adam":
         image = keras.Variable(start, name="image")
         adam = keras.optimizers.Adam(learning_rate)
-        for _ in range(iterations):
+        for step in range(iterations + 1):
             value, gradient = evaluate(image.numpy())
-            adam.apply([gradient], [image])
-            image.assign(ops.clip(image, 0.0, 255.0))
-            history.append(value)
-            progress.add(1, [("loss", value)])
-        history.append(evaluate(image.numpy())[0])
+            if step == 0:
+                history.append((time.perf_counter() - started, value))
+            else:
+                record(value)  # the loss after `step` updates
+            if step < iterations:
+                adam.apply([gradient], [image])
+                image.assign(ops.clip(image, 0.0, 255.0))
         return image.numpy()[0], history
     from scipy.optimize import minimize
 
     def function(flat):
         value, gradient = evaluate(flat.reshape(content.shape).astype(np.float32))
         if not history:
-            history.append(value)
+            history.append((time.perf_counter() - started, value))
         return value, gradient.ravel().astype(np.float64)
 
     def step(intermediate_result):  # scipy passes the result object to this parameter name
-        history.append(float(intermediate_result.fun))
-        progress.add(1, [("loss", history[-1])])
+        record(float(intermediate_result.fun))
 
     result = minimize(function, start.ravel().astype(np.float64), jac=True, method="L-BFGS-B",
                       bounds=[(0.0, 255.0)] * start.size, callback=step,
@@ -145,7 +154,7 @@ def main(argv):
     except (ImageError, style_flags.StyleFlagsError, OSError) as e:
         sys.exit(f"optimize: error: {e}")
     print(f"{FLAGS.optimizer}, {len(history) - 1} iterations, {time.time() - started:.1f} s: total "
-          f"loss {history[0]:.4g} -> {history[-1]:.4g}; wrote {FLAGS.output}")
+          f"loss {history[0][1]:.4g} -> {history[-1][1]:.4g}; wrote {FLAGS.output}")
     return 0
 
 
