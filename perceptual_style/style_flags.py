@@ -47,12 +47,12 @@ def apply_style(style):
     path = os.path.join(STYLES_DIR, f"{style}.flags")
     if not os.path.isfile(path):
         path = style
-    if not path.endswith(".flags"):
-        values = [f"--style_image={style}"]
-    elif not os.path.isfile(path):
-        raise StyleFlagsError(f"no style {style!r}: neither {path} nor a painting")
-    else:
+    if not os.path.isfile(path):
+        raise StyleFlagsError(f"no style {style!r}: neither {STYLES_DIR}/{style}.flags nor a file")
+    if path.endswith(".flags"):
         values = FLAGS.read_flags_from_files([f"--flagfile={path}"], force_gnu=False)
+    else:
+        values = [f"--style_image={path}"]
     for value in values:
         name, _, text = value.lstrip("-").partition("=")
         if name in _NAMES and not FLAGS[name].present:

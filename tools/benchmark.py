@@ -65,11 +65,11 @@ flags.DEFINE_string("photos", os.path.join("..", "shared", "data", "content", "e
                     "Quality: held-out photos (folder, glob or file).")
 flags.DEFINE_integer("num_photos", 2, "Quality: how many of them (the first, sorted).",
                      lower_bound=1)
-flags.DEFINE_integer("image_size", 256, "Quality: photos are scaled so their shorter side "
+flags.DEFINE_integer("image_size", 128, "Quality: photos are scaled so their shorter side "
                      "is this.", lower_bound=16)
 flags.DEFINE_list("iterations", ["50", "100", "200", "500"], "Quality: optimizer iterations "
                   "to report (one run to the largest).")
-flags.DEFINE_list("optimizers", ["lbfgs", "adam"], "Quality: pixel optimizers.")
+flags.DEFINE_list("optimizers", ["lbfgs"], "Quality: pixel optimizers (lbfgs, adam).")
 flags.DEFINE_string("worker", None, "Internal: the measurement this process makes.")
 flags.DEFINE_string("worker_output", None, "Internal: where a worker writes its JSON.")
 FLAGS = flags.FLAGS
@@ -345,6 +345,7 @@ def plot_latency(inference, path):
 def speed():
     from perceptual_style.flops import multiply_accumulates
 
+    sizes()  # a bad --sizes fails before any work
     paths = FLAGS.paths or list(PATHS)
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
