@@ -491,7 +491,7 @@ def print_quality(report):
     print(f"\nStyle {report['style']} (trained {report['steps']} steps); {len(rows)} held-out "
           f"photos, shorter side {report['image_size']}; total perceptual loss (mean over the "
           "photos) and seconds per photo\n")
-    print("| method | total loss | vs. network | seconds | network's speed-up |")
+    print("| method | total loss | loss / network's | seconds | time / network's |")
     print("|---|---|---|---|---|")
     network_loss = np.mean([r["network"]["loss"] for r in rows])
     network_seconds = np.mean([r["network"]["seconds"] for r in rows])
