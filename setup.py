@@ -30,6 +30,7 @@ setup(
         "absl-py>=2",
         "h5py>=3",
         "importlib_resources",  # TFDS needs it to prepare coco/2014 but does not declare it
+        "scipy>=1.11",  # L-BFGS-B for perceptual_style.optimize (callback's intermediate_result)
     ],
     extras_require={
         "jax": ["jax[cpu]>=0.4.30"],
@@ -37,6 +38,7 @@ setup(
         "serving": SERVING,
         "test": ["pytest>=8", *SERVING],
         "demo": ["scikit-image>=0.22"],  # its wheel ships the main job's sample photos
+        "bench": ["matplotlib>=3.7"],  # tools/benchmark.py's latency plot
     },
     entry_points={
         "console_scripts": [
@@ -44,6 +46,7 @@ setup(
             "perceptual-style=perceptual_style.stylize:run",
             "perceptual-style-export=perceptual_style.export:run",
             "perceptual-style-client=perceptual_style.client:run",
+            "perceptual-style-optimize=perceptual_style.optimize:run",
         ],
     },
 )

@@ -1,9 +1,12 @@
 """Perceptual losses (Johnson et al. 2016, section 3), in `keras.ops`.
 
 Feature maps are (batch, height, width, channels). Every loss returns a scalar averaged
-over the batch, so loss weights do not depend on the batch size.
+over the batch, so loss weights do not depend on the batch size. `PerceptualLoss` is their
+weighted total for one style: what training minimizes over the network's weights and
+optimize.py over an image's pixels.
 """
 
+import numpy as np
 from keras import ops
 
 
@@ -41,3 +44,40 @@ def total_variation_loss(images):
     dy = images[:, 1:, :, :] - images[:, :-1, :, :]
     dx = images[:, :, 1:, :] - images[:, :, :-1, :]
     return ops.mean(ops.square(dy)) + ops.mean(ops.square(dx))
+
+
+class PerceptualLoss:
+    """The total loss of stylized images for one style image, with the style's weights.
+
+    `loss_network` maps RGB [0, 255] images to {layer: features} (vgg.build_loss_network);
+    the style's Gram matrices are computed once here, as constants.
+    """
+
+    def __init__(self, loss_network, style_image, content_layer="block4_conv2",
+                 style_layers=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0):
+        self.loss_network = loss_network
+        self.content_layer = content_layer
+        self.style_layers = dict(style_layers or {})
+        self.content_weight, self.style_weight, self.tv_weight = (
+            float(content_weight), float(style_weight), float(tv_weight))
+        features = loss_network(np.asarray(style_image, np.float32)[None])
+        self.style_grams = {layer: np.asarray(ops.convert_to_numpy(gram_matrix(features[layer])))
+                            for layer in self.style_layers}
+
+    def content_target(self, content_images):
+        """The content layer's features of the photos the stylized images must keep."""
+        return ops.stop_gradient(self.loss_network(content_images)[self.content_layer])
+
+    def __call__(self, stylized, content_target, stylized_features=None):
+        """{content, style, tv, total} of `stylized` (features computed unless given)."""
+        if stylized_features is None:
+            stylized_features = self.loss_network(stylized)
+        losses = {
+            "content": content_loss(stylized_features[self.content_layer], content_target),
+            "style": style_loss(stylized_features, self.style_grams, self.style_layers),
+            "tv": total_variation_loss(stylized),
+        }
+        losses["total"] = (self.content_weight * losses["content"]
+                           + self.style_weight * losses["style"]
+                           + self.tv_weight * losses["tv"])
+        return losses

