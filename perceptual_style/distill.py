@@ -71,15 +71,15 @@ def define_flags():
                         "<output_dir>/<name>/.")
     flags.DEFINE_string("name", None, "Student's name. Default: <teacher>_<arch>.")
     flags.DEFINE_enum("arch", "mobile", list(ARCHITECTURES), "Student architecture.")
-    flags.DEFINE_float("width_multiplier", 0.5, "Student's channels relative to the paper's "
+    flags.DEFINE_float("width_multiplier", 1.0, "Student's channels relative to the paper's "
                        "32/64/128.", lower_bound=0.05)
-    flags.DEFINE_integer("num_residual_blocks", 3, "Student's residual blocks.", lower_bound=0)
+    flags.DEFINE_integer("num_residual_blocks", 4, "Student's residual blocks.", lower_bound=0)
     flags.DEFINE_string("content_dir", "../shared/data/content/train", "Content photos "
                         "(folder, glob or file).")
-    flags.DEFINE_integer("image_size", 192, "Side of the square training crops.", lower_bound=16)
+    flags.DEFINE_integer("image_size", 160, "Side of the square training crops.", lower_bound=16)
     flags.DEFINE_integer("batch_size", 4, "Crops per step.", lower_bound=1)
     flags.DEFINE_integer("steps", 1000, "Training steps.", lower_bound=1)
-    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0)
+    flags.DEFINE_float("learning_rate", 2e-3, "Adam learning rate.", lower_bound=0)
     flags.DEFINE_integer("log_every", 50, "Steps between loss lines.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed for the student's initialization and the crops.")
 
