@@ -11,6 +11,9 @@ from setuptools import find_packages, setup
 # 2.21 without changing it); its wheel holds the gRPC stubs and model_server_config_pb2.
 # protobuf 5.26 renamed the MessageToDict option the client uses.
 SERVING = ["tensorflow-serving-api>=2.16", "grpcio>=1.60", "protobuf>=5.26"]
+# LiteRT, TensorFlow Lite's runtime (tf.lite.Interpreter is deprecated), runs and measures
+# the tools/export_tflite.py builds.
+TFLITE = ["ai-edge-litert>=2.1"]
 
 setup(
     name="perceptual_style",
@@ -36,7 +39,8 @@ setup(
         "jax": ["jax[cpu]>=0.4.30"],
         # perceptual_style.client over gRPC; REST needs nothing more.
         "serving": SERVING,
-        "test": ["pytest>=8", *SERVING],
+        "tflite": TFLITE,
+        "test": ["pytest>=8", *SERVING, *TFLITE],
         "demo": ["scikit-image>=0.22"],  # its wheel ships the main job's sample photos
         "bench": ["matplotlib>=3.7"],  # tools/benchmark.py's latency plot
     },

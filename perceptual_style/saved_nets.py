@@ -17,6 +17,8 @@ from perceptual_style.transformer_net import TransformerNet
 WEIGHTS_FILE = "weights.npz"
 METADATA_FILE = "metadata.json"
 DEFAULT_DIR = "savedNets"
+REPO_SAVED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              DEFAULT_DIR)
 _CONFIG_KEY = "config"
 
 
@@ -31,6 +33,14 @@ def save_transformer(net, directory, metadata=None):
     atomic_write(os.path.join(directory, WEIGHTS_FILE), lambda f: np.savez_compressed(f, **arrays))
     if metadata is not None:
         write_json(os.path.join(directory, METADATA_FILE), metadata)
+
+
+def find_saved_dir(saved_dir):
+    """`saved_dir`, except that the default, when it does not exist here, means the
+    savedNets/ of this package's checkout (so commands work from any folder)."""
+    if os.path.isdir(saved_dir) or saved_dir != DEFAULT_DIR:
+        return saved_dir
+    return REPO_SAVED_DIR
 
 
 def resolve(name_or_path, saved_dir=DEFAULT_DIR):

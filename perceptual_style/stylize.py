@@ -23,8 +23,6 @@ from perceptual_style.data import list_images
 from perceptual_style.images import ImageError, composite_on_white, open_image, save_image
 
 SOURCE_DIR = "transferSource"
-REPO_SAVED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              saved_nets.DEFAULT_DIR)
 
 flags.DEFINE_list("style", ["all"], "Styles to apply: names in --saved_dir (or folders "
                   "holding a weights.npz), comma-separated, or 'all'.")
@@ -55,12 +53,6 @@ FLAGS = flags.FLAGS
 
 class StylizeError(Exception):
     """A problem that stops the whole run."""
-
-
-def saved_dir():
-    if os.path.isdir(FLAGS.saved_dir) or FLAGS.saved_dir != saved_nets.DEFAULT_DIR:
-        return FLAGS.saved_dir
-    return REPO_SAVED_DIR
 
 
 def style_names(directory):
@@ -185,7 +177,7 @@ def stylize_all(nets, sources, failures, sheet_rows):
 def main(argv):
     failures = []
     try:
-        nets = load_styles(saved_dir())
+        nets = load_styles(saved_nets.find_saved_dir(FLAGS.saved_dir))
         sources = photo_sources(argv[1:], failures)
         if not sources:
             raise StylizeError("no photos to stylize: " + "; ".join(failures))

@@ -5,6 +5,11 @@ twice back to full size, one 9x9 convolution to RGB. Instance normalization (Uly
 al. 2016) follows every convolution but the last; every convolution reflection-pads its
 input so borders carry no zero-padding artifacts. Pure Keras 3, so it runs on the
 TensorFlow and JAX backends alike. Input and output are RGB in [0, 255].
+
+`arch="mobile"` is a smaller network for phones: channels scaled by `width_multiplier`,
+fewer residual blocks, depthwise separable 3x3 convolutions (Howard et al. 2017,
+MobileNets) and zero padding, because TensorFlow Lite's GPU delegate has no MirrorPad
+(reflection padding).
 """
 
 import contextlib
@@ -15,6 +20,7 @@ from keras import ops
 
 PACKAGE = "perceptual_style"
 UPSAMPLING_MODES = ("nearest", "transpose")
+ARCHITECTURES = ("full", "mobile")
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
 
 
@@ -75,6 +81,19 @@ class ReflectionPadding2D(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
+class NearestUpsampling2D(keras.layers.Layer):
+    """Doubles height and width by repeating pixels, with two concatenations and two
+    reshapes that keep the channel count static. (`UpSampling2D` repeats through a reshape
+    whose channels TensorFlow cannot infer when height and width are unknown, which turns
+    the next convolution into a TensorFlow op that TensorFlow Lite lacks as a builtin.)"""
+
+    def call(self, x):
+        height, width, channels = ops.shape(x)[1], ops.shape(x)[2], x.shape[-1]
+        x = ops.reshape(ops.concatenate([x, x], axis=-1), (-1, height, 2 * width, channels))
+        return ops.reshape(ops.concatenate([x, x], axis=2), (-1, 2 * height, 2 * width, channels))
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
 class ConvLayer(keras.layers.Layer):
     """Reflection padding, convolution, then (optionally) instance norm and ReLU."""
 
@@ -130,7 +149,7 @@ class UpsampleConvLayer(keras.layers.Layer):
             raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {mode!r}")
         self.filters, self.mode = filters, mode
         if mode == "nearest":
-            self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest")
+            self.upsample = NearestUpsampling2D()
             self.conv = ConvLayer(filters, 3)
         else:
             self.upsample = None
@@ -147,6 +166,48 @@ class UpsampleConvLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
+class SeparableConvLayer(keras.layers.Layer):
+    """The mobile network's convolution: a depthwise 3x3 then a pointwise 1x1 (about 8x
+    fewer multiplies than a full 3x3 at these widths), zero "same" padding, instance norm
+    and ReLU. Optionally upsamples by 2 (nearest) first. No bias: the norm removes it."""
+
+    def __init__(self, filters, strides=1, upsample=False, relu=True, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.strides, self.upsample, self.relu = filters, strides, upsample, relu
+        self.resize = NearestUpsampling2D() if upsample else None
+        self.conv = keras.layers.SeparableConv2D(filters, 3, strides=strides, padding="same",
+                                                 use_bias=False)
+        self.norm = InstanceNormalization()
+
+    def call(self, x):
+        if self.resize is not None:
+            x = self.resize(x)
+        x = self.norm(self.conv(x))
+        return ops.relu(x) if self.relu else x
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides,
+                "upsample": self.upsample, "relu": self.relu}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class MobileResidualBlock(keras.layers.Layer):
+    """Two separable convolutions with an identity shortcut."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.conv1 = SeparableConvLayer(filters)
+        self.conv2 = SeparableConvLayer(filters, relu=False)
+
+    def call(self, x):
+        return x + self.conv2(self.conv1(x))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+@keras.saving.register_keras_serializable(PACKAGE)
 class TransformerNet(keras.Model):
     """Feed-forward style network: any image size in, the same size out.
 
@@ -154,26 +215,50 @@ class TransformerNet(keras.Model):
     stages) and the result cropped back, so odd sizes come out exactly as they went in.
     """
 
-    def __init__(self, upsampling="nearest", num_residual_blocks=5, **kwargs):
+    def __init__(self, upsampling="nearest", num_residual_blocks=5, arch="full",
+                 width_multiplier=1.0, **kwargs):
         super().__init__(**kwargs)
-        self.upsampling = upsampling
-        self.num_residual_blocks = num_residual_blocks
-        self.down = [ConvLayer(32, 9), ConvLayer(64, 3, strides=2), ConvLayer(128, 3, strides=2)]
-        self.residuals = [ResidualBlock(128) for _ in range(num_residual_blocks)]
-        self.up = [UpsampleConvLayer(64, upsampling), UpsampleConvLayer(32, upsampling)]
-        self.out = ConvLayer(3, 9, normalize=False, relu=False)
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+        self.upsampling, self.num_residual_blocks = upsampling, num_residual_blocks
+        self.arch, self.width_multiplier = arch, width_multiplier
+        c1, c2, c3 = (max(4, round(c * width_multiplier)) for c in (32, 64, 128))
+        if arch == "full":
+            self.down = [ConvLayer(c1, 9), ConvLayer(c2, 3, strides=2), ConvLayer(c3, 3, strides=2)]
+            self.residuals = [ResidualBlock(c3) for _ in range(num_residual_blocks)]
+            self.up = [UpsampleConvLayer(c2, upsampling), UpsampleConvLayer(c1, upsampling)]
+            self.out = ConvLayer(3, 9, normalize=False, relu=False)
+        else:
+            # A full 9x9 convolution on the 3 input channels is cheap and sees wide; the
+            # output convolution is 3x3, where a 9x9 would cost as much as the rest.
+            first = keras.layers.Conv2D(c1, 9, padding="same", use_bias=False)
+            self.down = [first, InstanceNormalization(), keras.layers.ReLU(),
+                         SeparableConvLayer(c2, strides=2), SeparableConvLayer(c3, strides=2)]
+            self.residuals = [MobileResidualBlock(c3) for _ in range(num_residual_blocks)]
+            self.up = [SeparableConvLayer(c2, upsample=True), SeparableConvLayer(c1, upsample=True)]
+            self.out = keras.layers.Conv2D(3, 3, padding="same")
 
     def call(self, images):
         height, width = ops.shape(images)[1], ops.shape(images)[2]
         pad_h, pad_w = (-height) % 4, (-width) % 4
-        x = ops.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+        # With a static shape that needs none, padding and cropping stay out of the graph
+        # (a TensorFlow Lite build then has no pad op at all).
+        unpadded = isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == pad_w == 0
+        x = images
+        if not unpadded:
+            x = ops.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)),
+                        mode="reflect" if self.arch == "full" else "constant")
+            # Restates the channel count, which TensorFlow loses through a pad by amounts
+            # it cannot infer; without it the first convolution is no TFLite builtin.
+            x = ops.reshape(x, (-1, height + pad_h, width + pad_w, images.shape[-1]))
         x = x / 127.5 - 1.0  # small activations keep float16 builds in range
         for layer in self.down + self.residuals + self.up:
             x = layer(x)
         # Scaled tanh, as in the paper, bounds the output to [0, 255].
         x = 127.5 * (ops.tanh(self.out(x)) + 1.0)
-        return x[:, :height, :width, :]
+        return x if unpadded else x[:, :height, :width, :]
 
     def get_config(self):
         return {**super().get_config(), "upsampling": self.upsampling,
-                "num_residual_blocks": self.num_residual_blocks}
+                "num_residual_blocks": self.num_residual_blocks, "arch": self.arch,
+                "width_multiplier": self.width_multiplier}

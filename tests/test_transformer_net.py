@@ -2,8 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-from perceptual_style.transformer_net import (InstanceNormalization, ReflectionPadding2D,
-                                              TransformerNet)
+from perceptual_style.saved_nets import load_transformer, save_transformer
+from perceptual_style.transformer_net import (InstanceNormalization, NearestUpsampling2D,
+                                              ReflectionPadding2D, TransformerNet)
 
 
 @pytest.mark.parametrize("upsampling", ["nearest", "transpose"])
@@ -59,3 +60,44 @@ def test_serialization_round_trip(tmp_path):
     for layer in (InstanceNormalization(epsilon=1e-3), ReflectionPadding2D(3)):
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
+
+
+def test_nearest_upsampling_repeats_pixels():
+    x = np.random.default_rng(3).normal(size=(2, 3, 5, 4)).astype("float32")
+    out = keras.ops.convert_to_numpy(NearestUpsampling2D()(x))
+    np.testing.assert_array_equal(out, x.repeat(2, axis=1).repeat(2, axis=2))
+
+
+def test_mobile_architecture():
+    net = TransformerNet(arch="mobile", width_multiplier=0.5, num_residual_blocks=3)
+    images = np.random.default_rng(4).uniform(0, 255, (1, 37, 53, 3)).astype("float32")
+    out = keras.ops.convert_to_numpy(net(images))
+    assert out.shape == (1, 37, 53, 3) and out.min() >= 0 and out.max() <= 255
+    layers = list(net._flatten_layers())
+    assert not [layer for layer in layers if isinstance(layer, ReflectionPadding2D)]
+    separable = [layer for layer in layers if isinstance(layer, keras.layers.SeparableConv2D)]
+    # Two down, two per residual block, two up.
+    assert [(s.strides[0], s.filters) for s in separable] == (
+        [(2, 32), (2, 64)] + [(1, 64)] * 6 + [(1, 32), (1, 16)])
+    full = TransformerNet()
+    full(images)
+    assert net.count_params() < full.count_params() / 20
+    with pytest.raises(ValueError, match="arch must be one of"):
+        TransformerNet(arch="tiny")
+
+
+def test_mobile_network_round_trips_through_saved_nets(tmp_path):
+    keras.utils.set_random_seed(5)
+    net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=2)
+    images = np.random.default_rng(6).uniform(0, 255, (1, 32, 40, 3)).astype("float32")
+    net(images)
+    net.set_weights([w + np.float32(0.05) for w in net.get_weights()])
+    save_transformer(net, str(tmp_path / "mobile"))
+    restored = load_transformer(str(tmp_path / "mobile"))
+    assert restored.get_config() == net.get_config()
+    assert restored.arch == "mobile" and restored.width_multiplier == 0.25
+    # float16 storage changes outputs by well under a grey level
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(images)),
+                               keras.ops.convert_to_numpy(net(images)), atol=0.5)
+    clone = TransformerNet.from_config(net.get_config())
+    assert clone.get_config() == net.get_config()

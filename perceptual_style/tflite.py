@@ -1,0 +1,172 @@
+"""TensorFlow Lite builds of a TransformerNet, and running them in LiteRT.
+
+A build is made the way that keeps the weights: the network is written as a SavedModel with
+one signature of the wanted input shape (`keras.export.ExportArchive`), then converted with
+`TFLiteConverter.from_saved_model`. (Converting a Keras 3 model through a concrete function
+can lose its variables: a tiny file whose output is NaN.) Only TFLite builtin ops are
+allowed; the converted flatbuffer's op codes are checked again, so no build needs the Flex
+(Select TF ops) runtime or a custom op.
+
+Every build has one signature, `stylize`: input `images` [1, height, width, 3] RGB in
+[0, 255] (float32, or uint8 for the `uint8` build), output `stylized`, the same shape and
+range. A fixed-shape build is made from a signature of that shape; the resizable build's
+height and width are -1 (any size, resized before running).
+
+Quantizations (TensorFlow Lite's post-training options):
+- `float32`: no quantization.
+- `float16`: float16 weights (half the size); CPUs compute in float32, GPUs in float16.
+- `dynamic_int8`: int8 weights, activations quantized on the fly.
+- `int8`: full-integer, int8 weights and activations calibrated on representative
+  photos; float32 input and output.
+- `uint8`: the `int8` build with uint8 input and output, for camera pipelines.
+
+TensorFlow only (the converter is TensorFlow's); LiteRT (`ai-edge-litert`) runs the builds.
+"""
+
+import math
+import statistics
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert import schema_py_generated as schema
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+SIGNATURE = "stylize"
+INPUT = "images"
+OUTPUT = "stylized"
+QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8", "uint8")
+THREADS = 2
+# PSNR floors against the Keras float32 network, dB. int8's is what both the untrained
+# test network and the trained styles reach with margin (measured; see docs/mobile.md).
+PSNR_FLOORS = {"float32": 60.0, "float16": 40.0, "dynamic_int8": 30.0, "int8": 20.0,
+               "uint8": 20.0}
+_OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
+             if not name.startswith("_")}
+
+
+class TFLiteError(Exception):
+    """A build that cannot be made or fails its checks, in one line."""
+
+
+def write_saved_model(net, directory, shape=None):
+    """Writes `net` as a SavedModel whose `stylize` signature takes images of `shape`
+    (height, width), or of any size when `shape` is None."""
+    height, width = shape or (None, None)
+    archive = keras.export.ExportArchive()
+    archive.add_endpoint(SIGNATURE, lambda images: {OUTPUT: net(images)}, input_signature=[
+        tf.TensorSpec([1, height, width, 3], tf.float32, name=INPUT)])
+    archive.write_out(directory, verbose=False)
+
+
+def calibration_batches(images):
+    """Representative (1, h, w, 3) float32 batches from RGB images. One pixel each of 0
+    and 255 makes the calibrated input range the whole [0, 255], so the uint8 build's input
+    scale is 1 and zero point 0: camera pixels go in as they are."""
+    batches = []
+    for image in images:
+        batch = np.array(image, np.float32)[None]
+        batch[0, 0, 0], batch[0, 0, 1] = 0.0, 255.0
+        batches.append(batch)
+    return batches
+
+
+def convert(saved_model_dir, quantization, representative_images=None):
+    """The TFLite flatbuffer (bytes) of the SavedModel's `stylize` signature.
+    `int8` and `uint8` need `representative_images` (see `calibration_batches`)."""
+    if quantization not in QUANTIZATIONS:
+        raise TFLiteError(f"unknown quantization {quantization!r}: one of {', '.join(QUANTIZATIONS)}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization in ("int8", "uint8"):
+        if not representative_images:
+            raise TFLiteError(f"{quantization} needs representative photos to calibrate on")
+        converter.representative_dataset = lambda: ({INPUT: image} for image in representative_images)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if quantization == "uint8":
+            converter.inference_input_type = converter.inference_output_type = tf.uint8
+    try:
+        model = converter.convert()
+    except Exception as e:  # the converter raises ConverterError, ValueError, RuntimeError
+        raise TFLiteError(f"{quantization} conversion failed: {str(e).strip().splitlines()[0]}") from None
+    check_builtin_only(model)
+    return model
+
+
+def op_names(model):
+    """Names of the ops a flatbuffer uses: builtin names, or the custom code (Flex ops are
+    custom ops named `Flex<TensorFlow op>`)."""
+    parsed = schema.Model.GetRootAs(model, 0)
+    names = set()
+    for i in range(parsed.OperatorCodesLength()):
+        code = parsed.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        names.add(code.CustomCode().decode() if builtin == schema.BuiltinOperator.CUSTOM
+                  else _OP_NAMES[builtin])
+    return sorted(names)
+
+
+def check_builtin_only(model):
+    """Raises TFLiteError when the model needs Flex or custom ops."""
+    names = op_names(model)
+    extra = [n for n in names if n not in _OP_NAMES.values() or n == "CUSTOM"]
+    if extra:
+        raise TFLiteError(f"the build needs ops that are not TFLite builtins: {', '.join(extra)}")
+
+
+def interpreter(model, threads=THREADS):
+    """A LiteRT interpreter with its default XNNPACK CPU delegate."""
+    return Interpreter(model_content=model, num_threads=threads,
+                       experimental_op_resolver_type=OpResolverType.AUTO)
+
+
+def signature_details(model):
+    """{"inputs": ..., "outputs": ...}: name, shape (-1: any), dtype and quantization
+    (scale, zero point) of the `stylize` signature, JSON-ready."""
+    runner = interpreter(model).get_signature_runner(SIGNATURE)
+
+    def describe(details):
+        return {name: {"shape": [int(s) for s in d["shape_signature"]],
+                       "dtype": np.dtype(d["dtype"]).name,
+                       "quantization": [float(q) for q in d["quantization"]]}
+                for name, d in details.items()}
+
+    return {"inputs": describe(runner.get_input_details()),
+            "outputs": describe(runner.get_output_details())}
+
+
+class Runner:
+    """Runs one build's `stylize` signature on RGB images in [0, 255]."""
+
+    def __init__(self, model, threads=THREADS):
+        self.interpreter = interpreter(model, threads)
+        self.runner = self.interpreter.get_signature_runner(SIGNATURE)
+        self.input_dtype = self.runner.get_input_details()[INPUT]["dtype"]
+
+    def __call__(self, image):
+        """(height, width, 3) -> float32 (height, width, 3) in [0, 255]."""
+        batch = np.asarray(image, np.float32)[None]
+        if self.input_dtype == np.uint8:
+            batch = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
+        return self.runner(**{INPUT: batch})[OUTPUT][0].astype(np.float32)
+
+    def latency(self, image, runs=5):
+        """Median wall time of `runs` runs in seconds, after one warm-up run."""
+        self(image)
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            self(image)
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+
+def psnr(output, reference):
+    """Peak signal-to-noise ratio in dB of images in [0, 255] (inf when identical)."""
+    mse = float(np.mean((np.asarray(output, np.float64) - np.asarray(reference, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)

@@ -1,0 +1,186 @@
+"""TensorFlow Lite builds: builtin ops only, weights kept, PSNR floors, signatures, the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import REPO, photo, tensorflow_only
+
+pytestmark = tensorflow_only
+tf = pytest.importorskip("tensorflow")
+from perceptual_style import tflite  # noqa: E402  (needs TensorFlow)
+from perceptual_style.saved_nets import load_transformer, save_transformer  # noqa: E402
+from perceptual_style.transformer_net import TransformerNet  # noqa: E402
+
+SIZE = (64, 64)
+
+
+def keras_output(net, image):
+    return keras.ops.convert_to_numpy(net(np.asarray(image, np.float32)[None]))[0]
+
+
+@pytest.fixture(scope="module")
+def style_net(tiny_style):
+    return load_transformer(str(tiny_style))
+
+
+@pytest.fixture(scope="module")
+def builds(style_net, tmp_path_factory):
+    """tiny_style converted once: {quantization: flatbuffer} at 64x64, plus the resizable
+    float16 build under "resizable"."""
+    folder = tmp_path_factory.mktemp("tflite")
+    tflite.write_saved_model(style_net, str(folder / "fixed"), SIZE)
+    tflite.write_saved_model(style_net, str(folder / "resizable"))
+    calibration = tflite.calibration_batches([photo(*SIZE, seed=s) for s in range(8)])
+    models = {q: tflite.convert(str(folder / "fixed"), q, calibration) for q in tflite.QUANTIZATIONS}
+    models["resizable"] = tflite.convert(str(folder / "resizable"), "float16")
+    return models
+
+
+def test_every_build_uses_only_builtin_ops(builds):
+    for model in builds.values():
+        names = tflite.op_names(model)
+        assert "CONV_2D" in names and "MEAN" in names  # convolutions and instance norm
+        assert not [n for n in names if n.startswith("Flex") or n not in tflite._OP_NAMES.values()]
+        tflite.check_builtin_only(model)
+
+
+def test_dynamic_upsampling_trap_is_caught(tmp_path):
+    """Keras' UpSampling2D followed by a convolution, with unknown height and width, needs a
+    Flex op: the check reports it, and `convert` (builtins only) refuses it."""
+    model = keras.Sequential([keras.Input((None, None, 3)), keras.layers.UpSampling2D(2),
+                              keras.layers.Conv2D(2, 3)])
+    archive = keras.export.ExportArchive()
+    archive.add_endpoint(tflite.SIGNATURE, lambda images: {tflite.OUTPUT: model(images)},
+                         input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    archive.write_out(str(tmp_path / "model"), verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "model"))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    with_flex = converter.convert()
+    assert "FlexConv2D" in tflite.op_names(with_flex)
+    with pytest.raises(tflite.TFLiteError, match="FlexConv2D"):
+        tflite.check_builtin_only(with_flex)
+    with pytest.raises(tflite.TFLiteError, match="float32 conversion failed"):
+        tflite.convert(str(tmp_path / "model"), "float32")
+
+
+def test_float32_build_keeps_the_weights(builds, style_net):
+    # Dropped variables show as a tiny file and NaN output.
+    assert len(builds["float32"]) > 4 * style_net.count_params()
+    image = photo(*SIZE, seed=20)
+    output = tflite.Runner(builds["float32"])(image)
+    assert np.isfinite(output).all()
+    np.testing.assert_allclose(output, keras_output(style_net, image), atol=0.05)
+
+
+@pytest.mark.parametrize("quantization", tflite.QUANTIZATIONS)
+def test_psnr_floor_against_keras(builds, style_net, quantization):
+    runner = tflite.Runner(builds[quantization])
+    for seed in (20, 21):
+        image = photo(*SIZE, seed=seed)
+        assert tflite.psnr(runner(image), keras_output(style_net, image)) >= \
+            tflite.PSNR_FLOORS[quantization]
+    assert tflite.PSNR_FLOORS["float16"] >= 40 and tflite.PSNR_FLOORS["dynamic_int8"] >= 30
+
+
+def test_quantized_builds_are_smaller(builds):
+    assert len(builds["float16"]) < 0.55 * len(builds["float32"])
+    for quantization in ("dynamic_int8", "int8", "uint8"):
+        assert len(builds[quantization]) < 0.3 * len(builds["float32"])
+
+
+def test_signatures_and_io_types(builds):
+    for quantization in tflite.QUANTIZATIONS:
+        details = tflite.signature_details(builds[quantization])
+        assert list(details["inputs"]) == [tflite.INPUT]
+        assert list(details["outputs"]) == [tflite.OUTPUT]
+        assert details["inputs"][tflite.INPUT]["shape"] == [1, *SIZE, 3]
+        dtype = "uint8" if quantization == "uint8" else "float32"
+        assert details["inputs"][tflite.INPUT]["dtype"] == dtype
+        assert details["outputs"][tflite.OUTPUT]["dtype"] == dtype
+    interp = tflite.interpreter(builds["float32"])
+    assert list(interp.get_signature_list()) == [tflite.SIGNATURE]
+    # Camera pixels go in unchanged: uint8 scale 1, zero point 0, in and out.
+    details = tflite.signature_details(builds["uint8"])
+    for side in (details["inputs"][tflite.INPUT], details["outputs"][tflite.OUTPUT]):
+        scale, zero_point = side["quantization"]
+        assert abs(scale - 1.0) < 0.01 and zero_point == 0
+
+
+def test_uint8_build_takes_and_returns_uint8(builds, style_net):
+    runner = tflite.Runner(builds["uint8"])
+    image = photo(*SIZE, seed=22)
+    raw = runner.runner(**{tflite.INPUT: image[None]})[tflite.OUTPUT]
+    assert raw.dtype == np.uint8 and raw.shape == (1, *SIZE, 3)
+    assert tflite.psnr(raw[0], keras_output(style_net, image)) >= tflite.PSNR_FLOORS["uint8"]
+
+
+def test_resizable_build_runs_at_two_sizes(builds, style_net):
+    assert tflite.signature_details(builds["resizable"])["inputs"][tflite.INPUT]["shape"] == [1, -1, -1, 3]
+    runner = tflite.Runner(builds["resizable"])
+    for height, width in ((64, 64), (50, 70)):
+        image = photo(height, width, seed=23)
+        output = runner(image)
+        assert output.shape == (height, width, 3)
+        assert tflite.psnr(output, keras_output(style_net, image)) >= 40
+
+
+def test_mobile_network_needs_no_mirror_pad(tmp_path):
+    keras.utils.set_random_seed(3)
+    net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
+    net(np.zeros((1, 16, 16, 3), np.float32))
+    tflite.write_saved_model(net, str(tmp_path / "mobile"))
+    model = tflite.convert(str(tmp_path / "mobile"), "float32")
+    names = tflite.op_names(model)
+    assert "DEPTHWISE_CONV_2D" in names and "MIRROR_PAD" not in names
+    image = photo(50, 70, seed=24)
+    assert tflite.psnr(tflite.Runner(model)(image), keras_output(net, image)) >= 60
+
+
+def run_tool(*args):
+    return subprocess.run([sys.executable, "tools/export_tflite.py", *args], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": REPO}, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_cli_builds_verifies_and_reports(tiny_style, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(photo(60 + 10 * i, 80, seed=i)).save(photos / f"p{i}.png")
+    save_transformer(load_transformer(str(tiny_style)), str(tmp_path / "nets" / "toy"))
+    result = run_tool("--style=toy", f"--saved_dir={tmp_path / 'nets'}",
+                      f"--output_dir={tmp_path / 'out'}", "--sizes=48,resizable",
+                      "--quantizations=float16,uint8", f"--eval_photos={photos}",
+                      f"--calibration_photos={photos}", "--resizable_eval_size=42x58",
+                      "--runs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "out" / "toy" / "report.json").read_text())
+    # The resizable build is not made full-integer (int8 and uint8 are fixed-shape only).
+    assert [(r["size"], r["quantization"]) for r in rows] == [
+        ("48x48", "float16"), ("48x48", "uint8"), ("resizable", "float16")]
+    for row in rows:
+        assert os.path.getsize(row["path"]) == row["bytes"]
+        assert row["psnr_min"] >= row["psnr_floor"] and row["latency_s"] > 0
+    assert rows[2]["measured_at"] == "42x58"
+    assert "| toy | 48x48 | uint8 | uint8 / uint8 |" in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--style=nope"], "export_tflite: error: no trained style 'nope'"),
+    (["--style=toy", "--sizes=big"], "export_tflite: error: bad size 'big'"),
+    (["--style=toy", "--quantizations=int4"], "export_tflite: error: unknown quantization int4"),
+])
+def test_cli_errors_are_one_line(tmp_path, args, message):
+    result = run_tool(*args, f"--saved_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(message)
+    assert "Traceback" not in result.stderr

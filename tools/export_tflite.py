@@ -1,0 +1,168 @@
+"""TensorFlow Lite builds of trained styles for phones, each verified in LiteRT.
+
+    python tools/export_tflite.py --style=snight        # or --style=snight,wave, or --all
+
+For every style, input size (`--sizes`: fixed-shape builds, plus `resizable`) and
+quantization (`--quantizations`), writes `<output_dir>/<style>/<style>_<size>_<quant>.tflite`
+(atomically), then runs it in the LiteRT interpreter (XNNPACK, `--threads`) on held-out
+photos fitted to its size: output PSNR against the Keras float32 network, median latency,
+file size. Prints a markdown table, writes it with every build's signature details and ops
+to `<output_dir>/<style>/report.json`, and exits 1 if a build falls under its PSNR floor.
+See docs/mobile.md for the builds, their signature and which one a phone should use.
+"""
+
+import os
+import sys
+import tempfile
+
+import keras
+import numpy as np
+from absl import flags, logging
+from PIL import Image, ImageOps
+
+from perceptual_style import cli, saved_nets, tflite
+from perceptual_style.atomic import atomic_write
+from perceptual_style.data import list_images
+from perceptual_style.export import ExportError, style_sources
+from perceptual_style.images import ImageError, composite_on_white, open_image
+
+RESIZABLE = "resizable"
+# Full-integer builds are fixed-shape only: calibrated at one size, the resizable int8 build
+# fell to 16 dB at another (snight, 256x256 -> 298x402), against 33 dB at its own size.
+FIXED_ONLY = ("int8", "uint8")
+
+flags.DEFINE_list("style", None, "Styles to convert: names in --saved_dir or folders holding "
+                  "weights.npz (comma-separated).")
+flags.DEFINE_bool("all", False, "Convert every trained style in --saved_dir.")
+flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Folder of trained styles. When it "
+                    "does not exist here, the savedNets/ of this package's checkout is used.")
+flags.DEFINE_string("output_dir", "tflite", "Builds go to <output_dir>/<style>/.")
+flags.DEFINE_list("sizes", ["256", "384", "512", "720x1280", RESIZABLE], "Input sizes: N "
+                  "(N x N), HxW, or 'resizable' (any size, every op a TFLite builtin; not "
+                  "made for the full-integer int8 and uint8 builds).")
+flags.DEFINE_list("quantizations", list(tflite.QUANTIZATIONS), "Among: "
+                  f"{', '.join(tflite.QUANTIZATIONS)}.")
+flags.DEFINE_string("eval_photos", "../shared/data/content/eval", "Held-out photos for "
+                    "PSNR and latency (folder, glob or file).")
+flags.DEFINE_integer("num_eval_photos", 3, "How many of them (the first, sorted).", lower_bound=1)
+flags.DEFINE_string("calibration_photos", "../shared/data/content/train", "Representative "
+                    "photos that calibrate the int8 and uint8 builds.")
+flags.DEFINE_integer("num_calibration_photos", 16, "How many of them.", lower_bound=1)
+flags.DEFINE_string("resizable_eval_size", "298x402", "HxW at which the resizable builds are "
+                    "measured (not a multiple of 4: the padded path).")
+flags.DEFINE_integer("runs", 5, "Timed runs per build (the median is reported), after one "
+                     "warm-up run.", lower_bound=1)
+flags.DEFINE_integer("threads", tflite.THREADS, "LiteRT threads.", lower_bound=1)
+FLAGS = flags.FLAGS
+
+
+def parse_size(text):
+    """'256' -> (256, 256), '720x1280' -> (720, 1280), 'resizable' -> None."""
+    if text == RESIZABLE:
+        return None
+    try:
+        sides = [int(side) for side in text.lower().split("x")]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or min(sides) < 16:
+        raise ExportError(f"bad size {text!r}: give N, HxW (sides of at least 16) or {RESIZABLE}")
+    return (sides[0], sides[-1])
+
+
+def size_label(shape):
+    return RESIZABLE if shape is None else f"{shape[0]}x{shape[1]}"
+
+
+def load_photos(source, count):
+    return [composite_on_white(open_image(f)) for f in list_images(source)[:count]]
+
+
+def fit(photo, shape):
+    """Scaled to cover (height, width), centre-cropped: float32 (height, width, 3)."""
+    return np.asarray(ImageOps.fit(photo, shape[::-1], Image.BILINEAR), np.float32)
+
+
+def convert_style(name, folder, shapes, eval_photos, calibration_photos, progress):
+    """Makes, writes and measures every build of one style; returns the report rows."""
+    net = saved_nets.load_transformer(folder)
+    out_dir = os.path.join(FLAGS.output_dir, name)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in shapes:
+            label = size_label(shape)
+            saved_model = os.path.join(tmp, label)
+            tflite.write_saved_model(net, saved_model, shape)
+            eval_shape = shape or parse_size(FLAGS.resizable_eval_size)
+            images = [fit(photo, eval_shape) for photo in eval_photos]
+            references = [keras.ops.convert_to_numpy(net(image[None]))[0] for image in images]
+            quantizations = [q for q in FLAGS.quantizations if shape or q not in FIXED_ONLY]
+            calibration = (tflite.calibration_batches([fit(p, shape) for p in calibration_photos])
+                           if shape and set(FIXED_ONLY) & set(quantizations) else None)
+            for quantization in quantizations:
+                model = tflite.convert(saved_model, quantization, calibration)
+                path = os.path.join(out_dir, f"{name}_{label}_{quantization}.tflite")
+                atomic_write(path, lambda f: f.write(model))
+                runner = tflite.Runner(model, FLAGS.threads)
+                psnrs = [tflite.psnr(runner(image), reference)
+                         for image, reference in zip(images, references)]
+                details = tflite.signature_details(model)
+                rows.append({
+                    "style": name, "size": label, "measured_at": size_label(eval_shape),
+                    "quantization": quantization, "path": path, "bytes": len(model),
+                    "latency_s": runner.latency(images[0], FLAGS.runs), "threads": FLAGS.threads,
+                    "psnr_mean": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
+                    "psnr_floor": tflite.PSNR_FLOORS[quantization],
+                    "ops": tflite.op_names(model), "signature": {tflite.SIGNATURE: details},
+                })
+                progress.add(1)
+    return rows
+
+
+def print_table(rows):
+    print(f"\nLiteRT {FLAGS.threads} threads, XNNPACK; latency: median of {FLAGS.runs} runs; "
+          f"PSNR against the Keras float32 network on {FLAGS.num_eval_photos} photos of "
+          f"{FLAGS.eval_photos}\n")
+    print("| style | input | build | in / out | MB | latency ms | PSNR dB mean (min) | floor | pass |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        details = r["signature"][tflite.SIGNATURE]
+        io = (f"{details['inputs'][tflite.INPUT]['dtype']} / "
+              f"{details['outputs'][tflite.OUTPUT]['dtype']}")
+        size = r["size"] if r["size"] != RESIZABLE else f"{RESIZABLE} (at {r['measured_at']})"
+        print(f"| {r['style']} | {size} | {r['quantization']} | {io} | {r['bytes'] / 1e6:.2f} "
+              f"| {1000 * r['latency_s']:.0f} | {r['psnr_mean']:.1f} ({r['psnr_min']:.1f}) "
+              f"| {r['psnr_floor']:.0f} | {'yes' if r['psnr_min'] >= r['psnr_floor'] else 'NO'} |")
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"export_tflite: error: unexpected arguments: {' '.join(argv[1:])} "
+                 "(flags are --name=value)")
+    logging.set_verbosity(logging.WARNING)  # SavedModel writing logs INFO lines per build
+    try:
+        unknown = sorted(set(FLAGS.quantizations) - set(tflite.QUANTIZATIONS))
+        if unknown:
+            raise ExportError(f"unknown quantization {', '.join(unknown)}: give some of "
+                              f"{', '.join(tflite.QUANTIZATIONS)}")
+        shapes = [parse_size(size) for size in FLAGS.sizes]
+        FLAGS.saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
+        styles = style_sources()
+        eval_photos = load_photos(FLAGS.eval_photos, FLAGS.num_eval_photos)
+        calibration_photos = load_photos(FLAGS.calibration_photos, FLAGS.num_calibration_photos)
+        per_style = sum(len(FLAGS.quantizations) if shape else
+                        len(set(FLAGS.quantizations) - set(FIXED_ONLY)) for shape in shapes)
+        progress = keras.utils.Progbar(len(styles) * per_style, unit_name="build")
+        rows = []
+        for name, folder in styles:
+            style_rows = convert_style(name, folder, shapes, eval_photos, calibration_photos,
+                                       progress)
+            saved_nets.write_json(os.path.join(FLAGS.output_dir, name, "report.json"), style_rows)
+            rows += style_rows
+    except (ExportError, tflite.TFLiteError, ImageError, FileNotFoundError, ValueError) as e:
+        sys.exit(f"export_tflite: error: {e}")
+    print_table(rows)
+    return 0 if all(r["psnr_min"] >= r["psnr_floor"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    cli.run(main, "export_tflite")
