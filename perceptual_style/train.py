@@ -64,6 +64,10 @@ flags.DEFINE_string("sample_images", None, "Held-out photos for progress picture
                     "glob or file). Default: the last --num_samples content images, which are "
                     "then left out of training.")
 flags.DEFINE_integer("num_samples", 4, "Photos in each progress picture.", lower_bound=1)
+flags.DEFINE_string("init_from", None, "Start from trained weights instead of random ones when "
+                    "there is no checkpoint yet (to continue a style whose checkpoints are "
+                    "gone, or to fine-tune): a style folder with weights.npz, or a folder of "
+                    "styles holding <name>/. Images seen before are added to the metadata's.")
 flags.DEFINE_integer("seed", 0, "Seed for the weights' initialization and the data order.")
 flags.DEFINE_enum("strategy", "default", distribute.STRATEGIES, "Where to train (see "
                   "docs/distributed.md). TensorFlow: default (one device), mirrored (every GPU "
@@ -176,6 +180,32 @@ def load_tfds(loader, *args, **kwargs):
             "pass --content_dir=PHOTOS, or prepare it (--tfds_download)") from None
 
 
+def start_from_saved(trainer, name, load):
+    """--init_from's metadata (or {}); with `load`, its weights go into the fresh trainer.
+    Every run of the same command reads it, so a resumed run still counts what it saw."""
+    try:
+        directory = saved_nets.resolve(FLAGS.init_from)
+    except FileNotFoundError:
+        try:
+            directory = saved_nets.resolve(name, FLAGS.init_from)
+        except FileNotFoundError as e:
+            raise TrainingError(f"--init_from: {e}") from None
+    if load:
+        try:
+            net = saved_nets.load_transformer(directory)
+        except ValueError as e:
+            raise TrainingError(f"--init_from: {e}") from None
+        if [w.shape for w in net.weights] != [w.shape for w in trainer.transformer.weights]:
+            raise TrainingError(f"--init_from: {directory} holds a different architecture than "
+                                "the flags ask for (see its metadata's flags)")
+        trainer.transformer.set_weights(net.get_weights())
+        logging.info("starting %s from the weights in %s", name, directory)
+    try:
+        return saved_nets.load_metadata(directory)
+    except (OSError, ValueError):
+        return {}
+
+
 def train(name):
     placement = distribute.place(FLAGS.strategy)  # first: it may configure TensorFlow's runtime
     learning_rate = distribute.learning_rate(placement, FLAGS.batch_size, FLAGS.learning_rate,
@@ -199,6 +229,7 @@ def train(name):
             start_step = restore_checkpoint(trainer, checkpoint_dir)
         except ValueError as e:
             raise TrainingError(str(e)) from None
+        prior = start_from_saved(trainer, name, load=not start_step) if FLAGS.init_from else {}
     distribute.check_same_step(placement, start_step)
     if start_step:
         logging.info("resuming %s from its checkpoint at step %d", name, start_step)
@@ -263,11 +294,15 @@ def train(name):
         "replicas": placement.replicas,
         "learning_rate": learning_rate,
         "image_size": FLAGS.image_size,
-        "images_seen": max(start_step, FLAGS.steps) * FLAGS.batch_size,
+        "images_seen": (max(start_step, FLAGS.steps) * FLAGS.batch_size
+                        + prior.get("images_seen", 0)),
         "final_losses": {k: history[k][-1] for k in LOSS_NAMES if k in history},
         "seconds_per_step": seconds_per_step,
         "skipped_content_images": len(skipped),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **({"initialized_from": {k: prior.get(k) for k in (
+            "name", "steps", "batch_size", "image_size", "images_seen", "date")}}
+           if FLAGS.init_from else {}),
         "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])},
     }
     out_dir = os.path.join(FLAGS.saved_dir, name)

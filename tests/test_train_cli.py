@@ -64,6 +64,35 @@ def test_trains_saves_and_the_net_stylizes_another_size(workdir):
     assert again.returncode == 0 and "resuming stripes from its checkpoint at step 6" in again.stderr
 
 
+def test_init_from_starts_at_saved_weights_and_counts_their_images(workdir):
+    first = run_cli(tiny_args(workdir, steps=4))
+    assert first.returncode == 0, first.stderr[-3000:]
+    prior = workdir / "prior"
+    os.rename(workdir / "savedNets", prior)
+    photo = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    before = keras.ops.convert_to_numpy(load_transformer(str(prior / "stripes"))(photo))
+    # A step at learning rate 0 from the prior's weights keeps them; images are added up.
+    result = run_cli(tiny_args(workdir, steps=1, init_from=prior, learning_rate=0,
+                               checkpoint_dir=workdir / "still"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = workdir / "savedNets" / "stripes"
+    after = keras.ops.convert_to_numpy(load_transformer(str(saved))(photo))
+    assert np.abs(after - before).max() < 1  # float16 storage, twice
+    metadata = load_metadata(str(saved))
+    assert metadata["images_seen"] == 8 + 2 and metadata["initialized_from"]["steps"] == 4
+    # Trained on from there; a resumed run (checkpoint present) still counts the prior's.
+    for steps in (2, 3):
+        result = run_cli(tiny_args(workdir, steps=steps, init_from=prior,
+                                   checkpoint_dir=workdir / "fresh"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming stripes from its checkpoint at step 2" in result.stderr
+    assert load_metadata(str(saved))["images_seen"] == 8 + 6
+    missing = run_cli(tiny_args(workdir, steps=2, init_from=workdir / "nowhere",
+                                checkpoint_dir=workdir / "other"))
+    assert missing.returncode == 1
+    assert last_line(missing.stderr).startswith("train: error: --init_from: no trained style")
+
+
 def start_training(workdir, steps):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", *tiny_args(workdir, steps)], cwd=REPO, env=env,
