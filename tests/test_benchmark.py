@@ -46,7 +46,7 @@ def test_multiply_accumulates_follow_the_architecture(upsampling):
 
 @tensorflow_only
 def test_speed_benchmark_smoke(tmp_path):
-    result = benchmark("--paths=keras,jax", "--sizes=32x32,48x40", "--repeats=1", "--batch=2",
+    result = benchmark("--paths=keras,jax,litert_float32", "--sizes=32x32,48x40", "--repeats=1", "--batch=2",
                        "--throughput_size=32", "--train_backends=tensorflow", "--train_size=32",
                        "--train_batch=1", "--train_steps=1", "--matmul_size=128",
                        f"--output_dir={tmp_path}", "--tag=smoke")
@@ -54,8 +54,8 @@ def test_speed_benchmark_smoke(tmp_path):
     report = json.loads((tmp_path / "speed-smoke.json").read_text())
     assert positive(report["peak_gflops"])
     assert report["multiply_accumulates"]["32x32"] < report["multiply_accumulates"]["48x40"]
-    assert [r["path"] for r in report["inference"]] == ["keras", "jax"]
-    assert [r["backend"] for r in report["inference"]] == ["tensorflow", "jax"]
+    assert [r["path"] for r in report["inference"]] == ["keras", "jax", "litert_float32"]
+    assert [r["backend"] for r in report["inference"]] == ["tensorflow", "jax", "tensorflow"]
     for r in report["inference"]:
         assert [(s["width"], s["height"]) for s in r["sizes"]] == [(32, 32), (48, 40)]
         for s in r["sizes"]:

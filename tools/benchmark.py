@@ -136,6 +136,23 @@ def jax_jit(net, workdir):
     return lambda images: np.asarray(function(trainable, non_trainable, images))
 
 
+def litert_path(quantization):
+    """A resizable LiteRT build of one quantization (perceptual_style/tflite.py), run by the
+    LiteRT interpreter with XNNPACK and 2 threads, one image at a time as a phone would."""
+    def build(net, workdir):
+        from perceptual_style import tflite
+
+        saved_model_dir = os.path.join(workdir, "saved_model")
+        tflite.write_saved_model(net, saved_model_dir)
+        runner = tflite.Runner(tflite.convert(saved_model_dir, quantization))
+        return lambda images: np.stack([runner(image) for image in images])
+    return build
+
+
+for quantization in ("float32", "float16", "dynamic_int8"):
+    inference_path(f"litert_{quantization}")(litert_path(quantization))
+
+
 # --- Measuring, in worker processes ----------------------------------------------------
 
 def sizes():
