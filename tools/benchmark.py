@@ -17,7 +17,7 @@ weights it was trained with, from its metadata) and time, against Gatys et al.'s
 optimization of the pixels (perceptual_style/optimize.py) after each of --iterations.
 Writes `<output_dir>/quality<tag>.json`.
 
-Timings are only meaningful on an otherwise idle machine (this project's /work/bin/quiet).
+Timings are only meaningful on an otherwise idle machine: pause other jobs while it runs.
 """
 
 import json
