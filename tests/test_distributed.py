@@ -232,7 +232,9 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(cluster_run):
     result = run_cli(one_device, env=TENSORFLOW, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = scalars(folder / "one_device" / "logs" / "stripes", "loss/total")
-    np.testing.assert_allclose(totals[:2], expected, rtol=1e-5)
+    # Equal at step 1; step 2 carries one update summed in another order (measured 3.0e-5
+    # relative on an AVX2 CPU); another batch split would differ by percents.
+    np.testing.assert_allclose(totals[:2], expected, rtol=1e-4)
 
 
 def test_a_killed_worker_then_a_restarted_cluster_resume_at_the_checkpoint(tmp_path, cluster_run):
@@ -302,8 +304,11 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     assert "2 replica(s), global batch 4 (2 per replica)" in result.stderr
     metadata = [load_metadata(str(runs[k] / "savedNets" / "stripes")) for k in ("one", "two")]
     assert [m["replicas"] for m in metadata] == [1, 2]
+    # Mean losses over the 4 steps: summation order and oneDNN's kernels differ by CPU
+    # (measured 0.03% on an AVX-512 machine, 0.32% on an AVX2 one); another batch split or
+    # data order would differ by far more.
     for name, loss in metadata[0]["final_losses"].items():
-        assert metadata[1]["final_losses"][name] == pytest.approx(loss, rel=1e-3), name
+        assert metadata[1]["final_losses"][name] == pytest.approx(loss, rel=1e-2), name
     moments, rms, largest = assert_same_training(runs["one"] / "checkpoints" / "stripes",
                                                  runs["two"] / "checkpoints" / "stripes")
     print(f"mirrored on 2 CPUs vs 1 device, 4 steps: first moments within {moments:.1%}, "
