@@ -1,5 +1,5 @@
 """`Model.fit` callbacks for style training: progress bar, NaN guard, checkpoints with
-resume and clean interruption, TensorBoard scalars and progress pictures.
+resume and clean interruption, a time budget, TensorBoard scalars and progress pictures.
 
 Each callback knows the global step of the first batch (`start_step`), since a resumed run
 fits only the remaining steps. On JAX, `self.model` syncs the training state first.
@@ -8,6 +8,9 @@ fits only the remaining steps. On JAX, `self.model` syncs the training state fir
 import math
 import os
 import signal
+import sys
+import threading
+import time
 
 import keras
 import numpy as np
@@ -43,18 +46,43 @@ class NonFiniteLossGuard(StepCallback):
 
 
 class ProgressBar(StepCallback):
-    """Keras' progress bar over the whole run, showing the latest losses."""
+    """Keras' progress bar over the whole run, showing the latest losses as the terms of
+    the total: each loss times its weight, labelled so (`style*3e-05`), so they add up."""
 
-    def __init__(self, steps, start_step=0):
+    def __init__(self, steps, start_step=0, weights=None):
         super().__init__(start_step)
         self.steps = steps
+        weights = weights or {}
+        self.terms = [(k, f"{k}*{weights[k]:g}" if k in weights else k, weights.get(k, 1.0))
+                      for k in LOSS_NAMES]
 
     def on_train_begin(self, logs=None):
-        self.bar = keras.utils.Progbar(self.steps, stateful_metrics=LOSS_NAMES, unit_name="step")
+        self.bar = keras.utils.Progbar(self.steps, stateful_metrics=[t[1] for t in self.terms],
+                                       unit_name="step")
         self.bar.update(self.start_step)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.bar.update(self.global_step(batch), [(k, float(logs[k])) for k in LOSS_NAMES])
+        self.bar.update(self.global_step(batch),
+                        [(label, weight * float(logs[k])) for k, label, weight in self.terms])
+
+
+class TimeBudget(StepCallback):
+    """Stops training before a step that would end after `seconds` from `started`
+    (`time.monotonic()`), leaving `reserve` seconds for the final checkpoint and export."""
+
+    def __init__(self, seconds, started, start_step=0, reserve=30.0):
+        super().__init__(start_step)
+        self.deadline = started + seconds - reserve
+        self.exhausted = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.began = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.monotonic()
+        if now + (now - self.began) > self.deadline:
+            self.exhausted = True
+            self.model.stop_training = True
 
 
 class Checkpointer(StepCallback):
@@ -77,8 +105,10 @@ class Checkpointer(StepCallback):
     def on_train_begin(self, logs=None):
         self._previous = {sig: signal.signal(sig, self._request_stop)
                           for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._watchdog = SecondSignalExit()
 
     def on_train_end(self, logs=None):
+        self._watchdog.close()
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
@@ -90,6 +120,43 @@ class Checkpointer(StepCallback):
             self.last_saved = step
         if self.interrupted:
             self.model.stop_training = True
+
+
+class SecondSignalExit:
+    """Exits at a second SIGINT/SIGTERM even while TensorFlow blocks the main thread.
+
+    Python runs signal handlers on the main thread only between bytecodes, so a step or an
+    input pipeline that blocks in C++ would leave the first handler's "save after this
+    step" waiting. The C-level handler writes each signal to a wakeup pipe at once; this
+    thread counts them and ends the process at the second, the last checkpoint on disk.
+    """
+
+    def __init__(self):
+        self._read, write = os.pipe()
+        os.set_blocking(write, False)
+        self._write = write
+        self._previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, daemon=True, name="second-signal-exit").start()
+
+    def _watch(self):
+        seen = 0
+        while True:
+            try:
+                data = os.read(self._read, 64)
+            except OSError:
+                data = b""
+            if not data:
+                os.close(self._read)
+                return
+            seen += sum(byte in (signal.SIGINT, signal.SIGTERM) for byte in data)
+            if seen >= 2:
+                print("\ninterrupted twice: stopped at once; rerun the same command to resume "
+                      "from the last checkpoint", file=sys.stderr, flush=True)
+                os._exit(130)
+
+    def close(self):
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._write)  # the thread reads end-of-file and ends
 
 
 class TensorBoardScalars(StepCallback):
@@ -119,7 +186,8 @@ class ProgressImages(StepCallback):
         self.step = start_step
 
     def write(self, step):
-        stylized = keras.ops.convert_to_numpy(self.model.transformer(self.samples))
+        stylized = keras.ops.convert_to_numpy(
+            keras.ops.cast(self.model.transformer(self.samples), "float32"))
         grid = image_grid([list(to_uint8(self.samples)), list(to_uint8(stylized))])
         save_image(grid, os.path.join(self.directory, f"step_{step:06d}.png"))
         if self.writer is not None:

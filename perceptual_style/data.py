@@ -1,6 +1,8 @@
 """Content images from a local folder or glob, without TensorFlow.
 
-The order in which training sees images is a pure function of (seed, global step): a fresh
+Photos are scaled so their shorter side is `image_size` and randomly cropped to `crop_size`
+squares: a crop smaller than the photo keeps the content's scale (what the network sees at
+inference) while a step costs less. The order in which training sees images is a pure function of (seed, global step): a fresh
 permutation of the files each epoch. A resumed run therefore continues exactly where the
 interrupted one stopped, and the tf.data pipeline (`tf_data.py`) and the Pillow loader here
 (used on the JAX backend) draw the same files. Unreadable files are skipped and counted.
@@ -47,19 +49,28 @@ def file_index(position, count, seed):
     return int(_permutation(count, seed, epoch)[offset])
 
 
-class SkippedFiles:
-    """Thread-safe record of files that could not be decoded; each is logged once."""
+NO_READABLE_IMAGES = "no readable content images left"
 
-    def __init__(self):
+
+class SkippedFiles:
+    """Thread-safe record of files that could not be decoded; each is logged once. Once
+    every one of the `total` files has failed, `add` raises: an endless stream that skips
+    them all would otherwise wait forever for the next image."""
+
+    def __init__(self, total=None):
         self._lock = threading.Lock()
         self.files = set()
+        self.total = total
 
     def add(self, path, reason):
         with self._lock:
-            if path in self.files:
-                return
+            new = path not in self.files
             self.files.add(path)
-        logging.warning("skipped unreadable content image (%d so far): %s", len(self.files), reason)
+            count = len(self.files)
+        if new:
+            logging.warning("skipped unreadable content image (%d so far): %s", count, reason)
+        if self.total is not None and count >= self.total:
+            raise ImageError(f"{NO_READABLE_IMAGES} (all {self.total} failed to decode)")
 
     def __len__(self):
         return len(self.files)
@@ -71,6 +82,21 @@ def decode_training_image(path, image_size):
     return np.asarray(resize_shorter_side(image, image_size), dtype=np.uint8)
 
 
+def check_readable(files, image_size):
+    """Raises ImageError unless one of `files` decodes (usually the first does). Checked
+    before training, so that a folder of unreadable files stops in one line instead of
+    inside a running input pipeline."""
+    first_error = None
+    for path in files:
+        try:
+            decode_training_image(path, image_size)
+            return
+        except ImageError as e:
+            first_error = first_error or e
+    raise ImageError(f"{NO_READABLE_IMAGES}: none of the {len(files)} content images could "
+                     f"be decoded (the first: {first_error})")
+
+
 def random_crop(image, size, rng):
     top = rng.integers(0, image.shape[0] - size + 1)
     left = rng.integers(0, image.shape[1] - size + 1)
@@ -78,18 +104,21 @@ def random_crop(image, size, rng):
 
 
 class ImageFolderDataset(keras.utils.PyDataset):
-    """Batches `(images,)` of random `image_size` crops, float32 in [0, 255], for `Model.fit`.
+    """Batches `(images,)` of random `crop_size` crops (default `image_size`) of photos
+    scaled to `image_size`, float32 in [0, 255], for `Model.fit`.
 
     Batch `i` is global step `start_step + i`. A file that fails to decode is skipped (and
     recorded in `skipped`) in favour of the next one in the order.
     """
 
     def __init__(self, files, image_size, batch_size, steps, seed=0, start_step=0,
-                 skipped=None, **kwargs):
+                 skipped=None, crop_size=None, **kwargs):
         super().__init__(**kwargs)
         self.files, self.image_size, self.batch_size = list(files), image_size, batch_size
+        self.crop_size = crop_size or image_size
         self.steps, self.seed, self.start_step = steps, seed, start_step
         self.skipped = skipped if skipped is not None else SkippedFiles()
+        self.skipped.total = len(self.files)
 
     def __len__(self):
         return self.steps
@@ -99,7 +128,6 @@ class ImageFolderDataset(keras.utils.PyDataset):
         rng = np.random.default_rng((self.seed, step, 1))
         batch = []
         position = step * self.batch_size
-        failures = 0
         while len(batch) < self.batch_size:
             path = self.files[file_index(position, len(self.files), self.seed)]
             position += 1
@@ -107,9 +135,6 @@ class ImageFolderDataset(keras.utils.PyDataset):
                 image = decode_training_image(path, self.image_size)
             except ImageError as e:
                 self.skipped.add(path, str(e))
-                failures += 1
-                if failures > len(self.files):
-                    raise ImageError("no readable content images left") from None
                 continue
-            batch.append(random_crop(image, self.image_size, rng))
+            batch.append(random_crop(image, self.crop_size, rng))
         return (np.stack(batch).astype(np.float32),)

@@ -60,18 +60,24 @@ class PerceptualLoss:
         self.style_layers = dict(style_layers or {})
         self.content_weight, self.style_weight, self.tv_weight = (
             float(content_weight), float(style_weight), float(tv_weight))
-        features = loss_network(np.asarray(style_image, np.float32)[None])
+        features = self.features(np.asarray(style_image, np.float32)[None])
         self.style_grams = {layer: np.asarray(ops.convert_to_numpy(gram_matrix(features[layer])))
                             for layer in self.style_layers}
 
+    def features(self, images):
+        """{layer: features} in float32, whatever precision the loss network computes in:
+        Gram matrices sum over a whole feature map, too many terms for bfloat16."""
+        return {k: ops.cast(v, "float32") for k, v in self.loss_network(images).items()}
+
     def content_target(self, content_images):
         """The content layer's features of the photos the stylized images must keep."""
-        return ops.stop_gradient(self.loss_network(content_images)[self.content_layer])
+        return ops.stop_gradient(self.features(content_images)[self.content_layer])
 
     def __call__(self, stylized, content_target, stylized_features=None):
         """{content, style, tv, total} of `stylized` (features computed unless given)."""
+        stylized = ops.cast(stylized, "float32")
         if stylized_features is None:
-            stylized_features = self.loss_network(stylized)
+            stylized_features = self.features(stylized)
         losses = {
             "content": content_loss(stylized_features[self.content_layer], content_target),
             "style": style_loss(stylized_features, self.style_grams, self.style_layers),

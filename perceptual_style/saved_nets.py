@@ -27,9 +27,11 @@ def write_json(path, data):
 
 
 def save_transformer(net, directory, metadata=None):
-    """Writes `net` (float16) and, if given, `metadata` to `directory`."""
+    """Writes `net` (float16, however it was trained) and, if given, `metadata` to `directory`."""
     arrays = {f"w{i:03d}": np.asarray(w, np.float16) for i, w in enumerate(net.get_weights())}
-    arrays[_CONFIG_KEY] = np.array(json.dumps(net.get_config()))
+    # A network trained in bfloat16 is stored as one that computes in float32: the
+    # precision it runs in is chosen where it runs.
+    arrays[_CONFIG_KEY] = np.array(json.dumps({**net.get_config(), "dtype": "float32"}))
     atomic_write(os.path.join(directory, WEIGHTS_FILE), lambda f: np.savez_compressed(f, **arrays))
     if metadata is not None:
         write_json(os.path.join(directory, METADATA_FILE), metadata)

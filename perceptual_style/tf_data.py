@@ -1,8 +1,9 @@
 """tf.data input pipelines for the TensorFlow backend: a local image folder, or a
 TensorFlow Datasets split such as MS-COCO (`coco/2014`, the paper's train2014).
 
-Each yields float32 batches of `image_size` square crops in [0, 255], repeated forever;
-`Model.fit` takes as many steps as it is told.
+Each yields float32 batches of `crop_size` square crops (default `image_size`) of photos
+whose shorter side is scaled to `image_size`, in [0, 255], repeated forever; `Model.fit`
+takes as many steps as it is told.
 """
 
 import numpy as np
@@ -14,11 +15,16 @@ from perceptual_style.images import ImageError
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def folder_dataset(files, image_size, batch_size, seed=0, start_step=0, skipped=None):
+def folder_dataset(files, image_size, batch_size, seed=0, start_step=0, skipped=None,
+                   crop_size=None):
     """Pillow decodes (EXIF, any mode) inside `numpy_function`; order and crops follow
-    `data.file_index` and a stateless seed per image, so a resumed run continues in step."""
+    `data.file_index` and a stateless seed per image, so a resumed run continues in step.
+    When every file has failed, decoding raises (`data.NO_READABLE_IMAGES`) instead of
+    the filter below waiting forever for a readable one."""
     files = list(files)
+    crop_size = crop_size or image_size
     skipped = skipped if skipped is not None else SkippedFiles()
+    skipped.total = len(files)
 
     def decode(position):
         path = files[file_index(position, len(files), seed)]
@@ -35,7 +41,7 @@ def folder_dataset(files, image_size, batch_size, seed=0, start_step=0, skipped=
 
     def crop(position, image):
         crop_seed = tf.stack([tf.constant(seed, tf.int64), position])
-        return tf.cast(tf.image.stateless_random_crop(image, [image_size, image_size, 3],
+        return tf.cast(tf.image.stateless_random_crop(image, [crop_size, crop_size, 3],
                                                       seed=crop_seed), tf.float32)
 
     dataset = tf.data.Dataset.counter(start=start_step * batch_size)
@@ -54,7 +60,7 @@ def resize_shorter_side(image, size):
 
 
 def tfds_dataset(name, image_size, batch_size, seed=0, start_step=0, split="train",
-                 data_dir=None, download=False):
+                 data_dir=None, download=False, crop_size=None):
     """Images of a TFDS dataset (e.g. `coco/2014`), shuffled; a resumed run reshuffles with a
     seed that includes the step, since a TFDS stream cannot be repositioned cheaply.
     `download=True` lets TFDS download and prepare it (tens of GB for COCO)."""
@@ -67,7 +73,8 @@ def tfds_dataset(name, image_size, batch_size, seed=0, start_step=0, split="trai
 
     def prepare(example):
         image = resize_shorter_side(example["image"], image_size)
-        return tf.image.random_crop(image, [image_size, image_size, 3], seed=seed)
+        size = crop_size or image_size
+        return tf.image.random_crop(image, [size, size, 3], seed=seed)
 
     dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)

@@ -33,10 +33,10 @@ class StyleTransferTrainer(keras.Model):
     def call(self, images, training=False):
         """Content images in [0, 255] -> {content, style, tv, total} losses."""
         images = ops.cast(images, "float32")
-        stylized = self.transformer(images, training=training)
+        stylized = ops.cast(self.transformer(images, training=training), "float32")
         count = ops.shape(images)[0]
         # One pass of the loss network over both halves.
-        features = self.loss_network(ops.concatenate([stylized, images], axis=0))
+        features = self.perceptual_loss.features(ops.concatenate([stylized, images], axis=0))
         target = ops.stop_gradient(features[self.perceptual_loss.content_layer][count:])
         return self.perceptual_loss(stylized, target, {k: v[:count] for k, v in features.items()})
 

@@ -68,3 +68,55 @@ def test_tfds_pipeline_with_mock_coco():
         samples = tfds_images("coco/2014", 2)
     assert tuple(batch.shape) == (2, 32, 32, 3) and batch.dtype.name == "float32"
     assert len(samples) == 2 and samples[0].ndim == 3
+
+
+def test_crops_smaller_than_the_photo_keep_its_scale(photo_dir):
+    """--crop_size: 24-pixel crops of photos scaled to a shorter side of 48, i.e. a window
+    into the photo at the scale of --image_size, not the whole photo shrunk to 24."""
+    files = list_images(str(photo_dir))
+    full = ImageFolderDataset(files, image_size=48, batch_size=2, steps=1, seed=1)[0][0]
+    cropped = ImageFolderDataset(files, image_size=48, crop_size=24, batch_size=2, steps=1,
+                                 seed=1)[0][0]
+    assert full.shape == (2, 48, 48, 3) and cropped.shape == (2, 24, 24, 3)
+    # Each crop is found, pixel for pixel, in the 48-pixel version of its photo.
+    from perceptual_style.data import decode_training_image
+
+    scaled = decode_training_image(files[file_index(0, len(files), 1)], 48)
+    windows = np.lib.stride_tricks.sliding_window_view(scaled, (24, 24, 3))[..., 0, :, :, :]
+    assert (np.abs(windows - cropped[0]).max(axis=(-3, -2, -1)) == 0).any()
+
+
+@tensorflow_only
+def test_tf_data_crop_size(photo_dir):
+    from perceptual_style.tf_data import folder_dataset
+
+    files = list_images(str(photo_dir))
+    batch = next(iter(folder_dataset(files, image_size=48, crop_size=24, batch_size=2)))
+    assert tuple(batch.shape) == (2, 24, 24, 3)
+
+
+def unreadable_folder(tmp_path):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"photo{i}.jpg").write_text("not an image")
+    return list_images(str(folder))
+
+
+def test_no_readable_image_stops_the_folder_loader(tmp_path):
+    dataset = ImageFolderDataset(unreadable_folder(tmp_path), image_size=32, batch_size=2, steps=2)
+    with pytest.raises(Exception, match="no readable content images left"):
+        dataset[0]
+    assert len(dataset.skipped) == 6
+
+
+@tensorflow_only
+def test_no_readable_image_stops_the_tf_data_pipeline(tmp_path):
+    """The filter that drops unreadable files used to wait forever on an endless stream."""
+    import tensorflow as tf
+
+    from perceptual_style.tf_data import folder_dataset
+
+    dataset = folder_dataset(unreadable_folder(tmp_path), image_size=32, batch_size=2)
+    with pytest.raises(tf.errors.OpError, match="no readable content images left"):
+        next(iter(dataset))

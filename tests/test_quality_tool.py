@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 from PIL import Image
 
 from conftest import REPO, photo
@@ -22,18 +23,27 @@ def test_quality_table_for_an_untrained_style(tmp_path, net):
         "content_layer": "block2_conv2", "style_layers": ["block1_conv1", "block2_conv1"],
         "style_layer_weights": None, "pooling": "avg"}}
     save_transformer(net, str(tmp_path / "nets" / "toy"), metadata)
+    # A copy whose output layer saturates: every pixel blown out to white.
+    bias = net.out.conv.bias
+    original = np.asarray(bias)
+    bias.assign(np.full(3, 50.0, np.float32))
+    try:
+        save_transformer(net, str(tmp_path / "nets" / "blown"), metadata)
+    finally:
+        bias.assign(original)
     report = tmp_path / "quality.json"
     result = subprocess.run(
         [sys.executable, "tools/quality.py", f"--saved_dir={tmp_path / 'nets'}",
          f"--photos={photos}", "--size=32", f"--json={report}"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert "Traceback" not in result.stderr
-    rows = json.loads(report.read_text())
-    assert [r["style"] for r in rows] == ["toy"]
-    row = rows[0]
+    rows = {r["style"]: r for r in json.loads(report.read_text())}
+    assert sorted(rows) == ["blown", "toy"]
+    row = rows["toy"]
     assert row["style_loss_photo"] > 0 and row["content_loss_other"] > 0
     assert all(math.isfinite(row[k]) and row[k] > 0 for k in ("style_ratio", "content_ratio"))
-    # An untrained network passes only by chance; the verdict must match the numbers.
-    passed = row["style_ratio"] <= 0.25 and row["content_ratio"] <= 0.75
-    assert result.returncode == (0 if passed else 1)
-    assert "| toy | 0 | 0 |" in result.stdout
+    assert 0 <= row["clipped"] < 0.5
+    # Every output pixel is 255 and no photo pixel is: all of them count as clipped.
+    assert rows["blown"]["clipped"] == 1.0
+    assert "| blown | 0 | 0 |" in result.stdout and "| 100.00% | NO |" in result.stdout
+    assert result.returncode == 1  # the blown-out style fails the bar

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO, run_cli
+from conftest import BACKEND, REPO, run_cli
 from perceptual_style.checkpoint import checkpoint_path, checkpoint_step
 from perceptual_style.saved_nets import load_metadata, load_transformer
 
@@ -82,7 +82,7 @@ def test_init_from_starts_at_saved_weights_and_counts_their_images(workdir):
     assert metadata["images_seen"] == 8 + 2 and metadata["initialized_from"]["steps"] == 4
     # Trained on from there; a resumed run (checkpoint present) still counts the prior's.
     for steps in (2, 3):
-        result = run_cli(tiny_args(workdir, steps=steps, init_from=prior,
+        result = run_cli(tiny_args(workdir, steps=steps, init_from=prior, overwrite=True,
                                    checkpoint_dir=workdir / "fresh"))
         assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming stripes from its checkpoint at step 2" in result.stderr
@@ -227,3 +227,106 @@ def test_style_url_downloads_once_then_uses_the_cache(tmp_path):
     assert fetch_style_image(url, digest, cache_dir=cache) == first  # no server needed now
     with pytest.raises(TrainingError, match="could not fetch style image"):
         fetch_style_image(url, "0" * 64, cache_dir=cache)
+
+
+def test_crop_size_bfloat16_and_time_budget_are_recorded(workdir):
+    """A budget already spent when training starts (1 s, less than the 30 s kept for
+    saving) stops after the first step, which then is checkpointed and saved as usual."""
+    result = run_cli(tiny_args(workdir, steps=50, image_size=48, crop_size=32,
+                               precision="bfloat16", time_budget="1s"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--time_budget reached at step 1 of 50" in result.stdout
+    saved = workdir / "savedNets" / "stripes"
+    metadata = load_metadata(str(saved))
+    assert metadata["steps"] == 1 and metadata["images_seen"] == 2
+    assert (metadata["crop_size"], metadata["image_size"], metadata["precision"]) == (32, 48, "bfloat16")
+    [session] = metadata["training"]
+    assert session["steps"] == [0, 1] and session["images"] == 2
+    assert (session["crop_size"], session["precision"], session["backend"]) == (32, "bfloat16", BACKEND)
+    assert "cores" in session["machine"] or " x " in session["machine"]
+    assert checkpoint_step(str(workdir / "checkpoints" / "stripes")) == 1
+    # Stored to compute in float32, wherever it was trained.
+    out = load_transformer(str(saved))(np.zeros((1, 20, 20, 3), np.float32))
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    # The next session of the same run adds its record to the first one's.
+    result = run_cli(tiny_args(workdir, steps=3, image_size=48))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = load_metadata(str(saved))
+    assert [s["steps"] for s in metadata["training"]] == [[0, 1], [1, 3]]
+    assert [s["crop_size"] for s in metadata["training"]] == [32, 48]
+    assert metadata["images_seen"] == 6
+
+
+def test_refuses_to_replace_a_network_it_did_not_start(workdir):
+    first = run_cli(tiny_args(workdir, steps=2))
+    assert first.returncode == 0, first.stderr[-3000:]
+    weights = workdir / "savedNets" / "stripes" / "weights.npz"
+    before = weights.read_bytes()
+    other = tiny_args(workdir, steps=2, checkpoint_dir=workdir / "elsewhere")
+    refused = run_cli(other)
+    assert refused.returncode == 1
+    assert "already holds a trained stripes" in last_line(refused.stderr)
+    assert "--name" in last_line(refused.stderr) and "--overwrite" in last_line(refused.stderr)
+    assert weights.read_bytes() == before
+    assert not (workdir / "elsewhere" / "stripes").exists()  # refused before training
+    replaced = run_cli(other + ["--overwrite", "--seed=5"])  # the same seed trains the same
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert weights.read_bytes() != before
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_unreadable_content_images_stop_in_one_line(workdir, backend):
+    texts = workdir / "texts"
+    texts.mkdir()
+    for i in range(6):
+        (texts / f"photo{i}.jpg").write_text("not an image")
+    result = run_cli(tiny_args(workdir, steps=2, content_dir=texts,
+                               sample_images=workdir / "stripes.png"),
+                     env={"KERAS_BACKEND": backend})
+    assert result.returncode == 1
+    assert "no readable content images left" in last_line(result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="blocks inside TensorFlow")
+def test_a_second_ctrl_c_exits_while_tensorflow_blocks():
+    """An input pipeline that never yields blocks the main thread in C++, where Python
+    cannot run the first signal's handler; the second signal still ends the process."""
+    code = ("import signal, sys, tensorflow as tf\n"
+            "from perceptual_style.callbacks import SecondSignalExit\n"
+            "signal.signal(signal.SIGINT, lambda *a: None)\n"
+            "SecondSignalExit()\n"
+            "never = tf.data.Dataset.range(2**62).filter(lambda x: x < 0)\n"
+            "print('blocking', flush=True)\n"
+            "next(iter(never))\n")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "blocking"
+    time.sleep(1)  # into the blocking call
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert process.poll() is None  # the first one waits for the step to end
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted twice" in stderr
+
+
+def test_durations_and_precision_choice(tmp_path):
+    from perceptual_style.cli import DurationParser
+    from perceptual_style.precision import resolve
+
+    parse = DurationParser().parse
+    assert [parse(t) for t in ("2h", "45m", "1h30m", "90s", "90", "0.5h")] == [
+        7200, 2700, 5400, 90, 90, 1800]
+    for bad in ("", "soon", "-5m", "0s", "5 m"):
+        with pytest.raises(ValueError):
+            parse(bad)
+    bf16 = tmp_path / "bf16"
+    bf16.write_text("model name\t: test\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("flags\t\t: fpu avx2 fma\n")
+    assert resolve("auto", "jax", str(bf16)) == "float32"
+    assert resolve("auto", "tensorflow", str(avx2)) == "float32"
+    assert resolve("bfloat16", "jax", str(avx2)) == "bfloat16"
+    if BACKEND == "tensorflow":
+        assert resolve("auto", "tensorflow", str(bf16)) == "bfloat16"  # this machine: no GPU

@@ -8,6 +8,9 @@ layers, layer weights and style image from its metadata:
   the set (scaled to the same size), i.e. against a picture with none of its content. A
   style passes at <= --max_content_ratio: the stylized photo stays clearly closer to its
   own content than another photo is.
+- clipped: the share of output pixels blown out to white (255 in every channel) or black
+  (0 in every channel) where the photo's pixel is not; a style passes at <= --max_clipped
+  (0.5%).
 Prints a markdown table of the means over the photos; exits 1 if any style fails.
 
     python tools/quality.py [--styles=snight,wave] [--photos=../shared/data/content/eval]
@@ -24,7 +27,7 @@ from PIL import Image
 from perceptual_style import cli, saved_nets
 from perceptual_style.data import list_images
 from perceptual_style.images import ImageError, composite_on_white, load_rgb, open_image
-from perceptual_style.images import resize_shorter_side
+from perceptual_style.images import resize_shorter_side, to_uint8
 from perceptual_style.losses import content_loss, gram_matrix, style_loss
 from perceptual_style.tiling import stylize_image
 from perceptual_style.vgg import build_loss_network
@@ -32,11 +35,13 @@ from perceptual_style.vgg import build_loss_network
 flags.DEFINE_list("styles", None, "Styles to measure (default: all in --saved_dir).")
 flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Folder of trained styles.")
 flags.DEFINE_string("photos", "../shared/data/content/eval", "Held-out photos (folder or glob).")
-flags.DEFINE_integer("num_photos", 20, "How many of them (the first, sorted).", lower_bound=1)
+flags.DEFINE_integer("num_photos", None, "How many of them (the first, sorted; default all).",
+                     lower_bound=1)
 flags.DEFINE_integer("size", 256, "Photos are scaled so their shorter side is this.",
                      lower_bound=32)
-flags.DEFINE_float("max_style_ratio", 0.25, "Pass mark for the style ratio.")
+flags.DEFINE_float("max_style_ratio", 0.20, "Pass mark for the style ratio.")
 flags.DEFINE_float("max_content_ratio", 0.75, "Pass mark for the content ratio.")
+flags.DEFINE_float("max_clipped", 0.005, "Pass mark for the share of clipped pixels.")
 flags.DEFINE_string("json", None, "Also write the table here as JSON.")
 FLAGS = flags.FLAGS
 
@@ -45,6 +50,13 @@ def to_numpy(value):
     from keras import ops
 
     return float(ops.convert_to_numpy(value))
+
+
+def clipped_share(photo, stylized):
+    """Share of pixels that are 255 (or 0) in every channel of `stylized` but not of `photo`."""
+    white = np.all(stylized == 255, axis=-1) & ~np.all(photo == 255, axis=-1)
+    black = np.all(stylized == 0, axis=-1) & ~np.all(photo == 0, axis=-1)
+    return float(np.mean(white | black))
 
 
 def measure(name, photos):
@@ -73,8 +85,9 @@ def measure(name, photos):
         target = per_image[0][content_layer]
         content_stylized = to_numpy(content_loss(per_image[1][content_layer], target))
         content_other = to_numpy(content_loss(per_image[2][content_layer], target))
-        rows.append((style_photo, style_stylized, content_stylized, content_other))
-    style_photo, style_stylized, content_stylized, content_other = np.mean(rows, axis=0)
+        rows.append((style_photo, style_stylized, content_stylized, content_other,
+                     clipped_share(photo, to_uint8(stylized))))
+    style_photo, style_stylized, content_stylized, content_other, clipped = np.mean(rows, axis=0)
     return {
         "style": name,
         "steps": metadata.get("steps"), "images_seen": metadata.get("images_seen"),
@@ -82,6 +95,7 @@ def measure(name, photos):
         "style_ratio": float(np.mean([r[1] / r[0] for r in rows])),
         "content_loss_stylized": content_stylized, "content_loss_other": content_other,
         "content_ratio": float(np.mean([r[2] / r[3] for r in rows])),
+        "clipped": float(clipped),
     }
 
 
@@ -99,18 +113,19 @@ def main(argv):
         sys.exit(f"quality: error: {e}")
     print(f"\n{len(photos)} held-out photos from {FLAGS.photos}, shorter side {FLAGS.size}; "
           f"pass: style ratio <= {FLAGS.max_style_ratio}, content ratio <= "
-          f"{FLAGS.max_content_ratio}\n")
+          f"{FLAGS.max_content_ratio}, clipped <= {FLAGS.max_clipped:.1%}\n")
     print("| style | steps | images seen | style loss photo | style loss stylized | style ratio "
-          "| content loss stylized | content loss other photo | content ratio | pass |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| content loss stylized | content loss other photo | content ratio | clipped | pass |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     failed = 0
     for r in results:
-        ok = r["style_ratio"] <= FLAGS.max_style_ratio and r["content_ratio"] <= FLAGS.max_content_ratio
+        ok = (r["style_ratio"] <= FLAGS.max_style_ratio and r["content_ratio"] <= FLAGS.max_content_ratio
+              and r["clipped"] <= FLAGS.max_clipped)
         failed += not ok
         print(f"| {r['style']} | {r['steps']} | {r['images_seen']} | {r['style_loss_photo']:.3g} "
               f"| {r['style_loss_stylized']:.3g} | {r['style_ratio']:.3f} "
               f"| {r['content_loss_stylized']:.3g} | {r['content_loss_other']:.3g} "
-              f"| {r['content_ratio']:.3f} | {'yes' if ok else 'NO'} |")
+              f"| {r['content_ratio']:.3f} | {r['clipped']:.2%} | {'yes' if ok else 'NO'} |")
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -1,0 +1,86 @@
+"""Which floating-point precision the networks compute in: float32, or bfloat16 where the
+CPU multiplies it natively (AVX512_BF16 or AMX; oneDNN then runs convolutions at about
+twice the float32 rate). Weights, Gram matrices and losses stay float32 (Keras'
+`mixed_bfloat16` policy plus casts in the trainer). Backend-neutral.
+"""
+
+import contextlib
+import os
+
+import keras
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (empty where /proc/cpuinfo does not exist)."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def machine_description(cpuinfo="/proc/cpuinfo"):
+    """What a training record says it ran on: the accelerator, or the CPU's model, cores
+    and widest vector units (machines of one name differ: AVX2 only, or AVX-512 + BF16)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            return f"{len(jax.devices())} x {device.device_kind}"
+    flags = cpu_flags(cpuinfo)
+    vector = ("AVX-512 + BF16" if "avx512_bf16" in flags else "AVX-512" if "avx512f" in flags
+              else "AVX2" if "avx2" in flags else "no AVX2")
+    return f"{cpu_model(cpuinfo)}, {os.cpu_count()} cores, {vector}"
+
+
+def native_bf16(cpuinfo="/proc/cpuinfo"):
+    return any(flag in cpu_flags(cpuinfo) for flag in _NATIVE_BF16_FLAGS)
+
+
+def resolve(choice, backend=None, cpuinfo="/proc/cpuinfo"):
+    """`auto` -> bfloat16 on the TensorFlow backend of a CPU with native bf16 (JAX's CPU
+    compiler and GPUs gain nothing from it here: GPUs already use TF32), else float32."""
+    if choice not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {choice!r}")
+    if choice != "auto":
+        return choice
+    backend = backend or keras.backend.backend()
+    if backend == "tensorflow" and native_bf16(cpuinfo) and _no_accelerator():
+        return "bfloat16"
+    return "float32"
+
+
+def _no_accelerator():
+    import tensorflow as tf
+
+    return not tf.config.list_physical_devices("GPU") and not tf.config.list_physical_devices("TPU")
+
+
+@contextlib.contextmanager
+def policy(precision):
+    """Layers created in this block compute in `precision` (float32 or bfloat16)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(_POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
