@@ -3,17 +3,19 @@
 Each round runs `python -m perceptual_style.train --flagfile=styles/<name>.flags --steps=S`
 for every style, with S growing by --round_steps each round. Every run resumes from the
 style's checkpoint and refreshes `savedNets/<name>/`, so stopping this at any point leaves
-every style trained as far as the machine got (its metadata says how far). Flags after `--`
-go to every training run:
+every style trained as far as the machine got (its metadata says how far). With
+--time_budget, each run gets what is left of it, and no run starts with under a minute
+left. Flags after `--` go to every training run:
 
-    python tools/train_styles.py --styles=snight,wave --steps=10000 --round_steps=500 -- \
-        --content_dir=../shared/data/content/train
+    python tools/train_styles.py --styles=snight,wave --steps=10000 --round_steps=500 \
+        --time_budget=2h -- --content_dir=PHOTOS
 """
 
 import glob
 import os
 import subprocess
 import sys
+import time
 
 from absl import flags
 
@@ -24,6 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_list("styles", None, "Style names (flagfiles in styles/). Default: all of them.")
 flags.DEFINE_integer("steps", 10000, "Final number of steps for every style.", lower_bound=1)
 flags.DEFINE_integer("round_steps", 500, "Steps each style gets per round.", lower_bound=1)
+cli.define_duration("time_budget", None, "Stop the whole campaign after this long (e.g. 2h).")
 FLAGS = flags.FLAGS
 
 
@@ -40,13 +43,21 @@ def style_names():
 def main(argv):
     extra = argv[1:]
     names = style_names()
+    deadline = time.monotonic() + FLAGS.time_budget if FLAGS.time_budget else None
     target = 0
     while target < FLAGS.steps:
         target = min(target + FLAGS.round_steps, FLAGS.steps)
         for name in names:
+            budget = []
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left < 60:
+                    print("== time budget spent", flush=True)
+                    return 0
+                budget = [f"--time_budget={left:.0f}s"]
             print(f"== {name}: to step {target} of {FLAGS.steps}", flush=True)
             cmd = [sys.executable, "-m", "perceptual_style.train",
-                   f"--flagfile=styles/{name}.flags", f"--steps={target}", *extra]
+                   f"--flagfile=styles/{name}.flags", f"--steps={target}", *budget, *extra]
             status = subprocess.call(cmd, cwd=REPO)
             if status:
                 sys.exit(f"train_styles: error: {name} stopped with status {status}")
