@@ -126,3 +126,12 @@ class Evil:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+def damaged_copies(data):
+    """The ways a copied or downloaded file arrives broken, {kind: bytes} of `data`."""
+    middle = len(data) // 2
+    flipped = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    return {"truncated": data[:middle], "empty": b"",
+            "corrupted": data[:middle] + flipped + data[middle + 64:],
+            "random": np.random.default_rng(0).bytes(len(data))}
