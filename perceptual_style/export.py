@@ -162,7 +162,7 @@ def export_style(net, style_dir, version=None, max_pixels=MAX_PIXELS, jpeg_quali
 
 
 def saved_styles(saved_dir):
-    """Names of the trained styles in `saved_dir`."""
+    """Names of the trained styles in `saved_dir` (hidden folders are saves in progress)."""
     if not os.path.isdir(saved_dir):
         return []
     return sorted(name for name in os.listdir(saved_dir) if not name.startswith(".")

@@ -219,7 +219,8 @@ def _edge_pad(x, axis, size):
     that needs none; an unknown size gets the (identity, for large images) gather."""
     if isinstance(size, int) and size >= MIN_SIDE:
         return x
-    return ops.take(x, ops.minimum(ops.arange(ops.maximum(size, MIN_SIDE)), size - 1), axis=axis)
+    target = max(size, MIN_SIDE) if isinstance(size, int) else ops.maximum(size, MIN_SIDE)
+    return ops.take(x, ops.minimum(ops.arange(target), size - 1), axis=axis)
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
