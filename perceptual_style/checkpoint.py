@@ -2,7 +2,8 @@
 
 One `.npz` file, replaced atomically (temporary file + rename), so a run killed at any
 moment, even by SIGKILL in the middle of a save, leaves the previous checkpoint intact.
-The optimizer's `iterations` counter is the global step. Backend-neutral.
+The optimizer's `iterations` counter is the global step. A damaged checkpoint is one
+`ValueError` line. Backend-neutral.
 """
 
 import os
@@ -10,6 +11,7 @@ import os
 import numpy as np
 
 from perceptual_style.atomic import atomic_write
+from perceptual_style.saved_nets import read_npz
 
 CHECKPOINT_FILE = "checkpoint.npz"
 
@@ -26,12 +28,18 @@ def save_checkpoint(trainer, directory):
     atomic_write(checkpoint_path(directory), lambda f: np.savez(f, **arrays))
 
 
+def _read(path):
+    try:
+        return read_npz(path)
+    except ValueError as e:
+        raise ValueError(f"{e}; use another --checkpoint_dir or delete it to start over") from None
+
+
 def checkpoint_step(directory):
     """The step of the checkpoint in `directory` (0 when there is none)."""
     if not os.path.isfile(checkpoint_path(directory)):
         return 0
-    with np.load(checkpoint_path(directory), allow_pickle=False) as stored:
-        return int(stored["step"])
+    return int(_read(checkpoint_path(directory))["step"])
 
 
 def restore_checkpoint(trainer, directory):
@@ -42,9 +50,9 @@ def restore_checkpoint(trainer, directory):
     path = checkpoint_path(directory)
     if not os.path.isfile(path):
         return 0
-    with np.load(path, allow_pickle=False) as stored:
-        transformer = [stored[k] for k in sorted(stored.files) if k.startswith("transformer_")]
-        optimizer = [stored[k] for k in sorted(stored.files) if k.startswith("optimizer_")]
+    stored = _read(path)
+    transformer = [stored[k] for k in sorted(stored) if k.startswith("transformer_")]
+    optimizer = [stored[k] for k in sorted(stored) if k.startswith("optimizer_")]
     net = trainer.transformer
     if [w.shape for w in transformer] != [tuple(w.shape) for w in net.weights]:
         raise ValueError(f"{path} holds a different architecture than the flags ask for; "

@@ -11,11 +11,14 @@ client imports no TensorFlow; gRPC uses `tensorflow-serving-api`'s protos (which
 TensorFlow), loaded on first use. Requests answered 503 / UNAVAILABLE (a full batch
 queue, a server going down) and refused connections (a server starting) are retried with
 exponential backoff; every other failure raises `ServingError` with the server's message.
+`timeout` bounds each attempt as a whole, however slowly a server sends; answers are read
+up to `max_answer_bytes`, and stylized images must decode before they are returned.
 """
 
 import base64
 import codecs
 import functools
+import http.client
 import io
 import json
 import os
@@ -37,6 +40,10 @@ PROTOCOLS = ("rest", "grpc")
 SIGNATURES = {"png": "serving_default", "jpeg": "stylize_jpeg"}
 OUTPUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 GRPC_MESSAGE_LIMIT = 2**31 - 1  # TensorFlow Serving's own limit; gRPC's default is 4 MB
+# A 2048 x 2048 PNG, the export's default pixel limit, is at most 12.6 MB, 16.8 MB in
+# base64: room for a few per request.
+MAX_ANSWER_BYTES = 64 * 2**20
+PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG"}
 FLAGS = flags.FLAGS
 
 
@@ -68,6 +75,72 @@ def _first_line(message):
     return message.strip().splitlines()[0] if message.strip() else message
 
 
+def _remaining(deadline):
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reading side whose every read waits only as long as the deadline allows."""
+
+    def __init__(self, sock, deadline):
+        self._sock, self._deadline = sock, deadline
+        self._raw = sock.makefile("rb", buffering=0)  # keeps the connection open until closed
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        self._sock.settimeout(_remaining(self._deadline))
+        return self._raw.readinto(buffer)
+
+    def close(self):
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """A connected socket whose reads and writes all end by `deadline` (time.monotonic()).
+    A socket timeout bounds each read alone: a server sending a byte a second would hold
+    a request for ever."""
+
+    def __init__(self, sock, deadline):
+        self._sock, self._deadline = sock, deadline
+
+    def makefile(self, mode, *args, **kwargs):
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+    def sendall(self, data):
+        self._sock.settimeout(_remaining(self._deadline))
+        self._sock.sendall(data)
+
+    def close(self):
+        self._sock.close()
+
+
+class _DeadlineConnection(http.client.HTTPConnection):
+    def __init__(self, *args, deadline, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def connect(self):
+        super().connect()
+        self.sock = _DeadlineSocket(self.sock, self.deadline)
+
+
+class _DeadlineHandler(urllib.request.HTTPHandler):
+    """urllib's HTTP, with every request over by `deadline`."""
+
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(_DeadlineConnection, deadline=self.deadline), req)
+
+
 class ServingClient:
     """One model on one TensorFlow Serving server.
 
@@ -76,17 +149,20 @@ class ServingClient:
     >>> ServingClient("snight", protocol="grpc").status()     # gRPC on localhost:8500
 
     `version` pins a model version (default: the latest the server has loaded).
-    `timeout` bounds each attempt in seconds; failed attempts that may succeed later are
-    retried `retries` times, waiting `backoff`, 2 x `backoff`, 4 x `backoff`... seconds.
+    `timeout` bounds each attempt in seconds (over plain HTTP and gRPC, the whole attempt);
+    failed attempts that may succeed later are retried `retries` times, waiting `backoff`,
+    2 x `backoff`, 4 x `backoff`... seconds. Answers over `max_answer_bytes` are refused.
     """
 
     def __init__(self, model, version=None, protocol="rest", rest_url="http://localhost:8501",
-                 grpc_target="localhost:8500", timeout=60.0, retries=3, backoff=0.5):
+                 grpc_target="localhost:8500", timeout=60.0, retries=3, backoff=0.5,
+                 max_answer_bytes=MAX_ANSWER_BYTES):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
         self.model, self.version, self.protocol = model, version, protocol
         self.rest_url, self.grpc_target = rest_url.rstrip("/"), grpc_target
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.max_answer_bytes = max_answer_bytes
         self._channel = None
 
     def stylize(self, encoded_images, strength=1.0, image_format="png"):
@@ -105,10 +181,23 @@ class ServingClient:
             # One output per instance: TensorFlow Serving drops its name and b64-encodes
             # string outputs whose name ends in _bytes.
             try:
-                return [base64.b64decode(p["b64"]) for p in answer["predictions"]]
+                stylized = [base64.b64decode(p["b64"]) for p in answer["predictions"]]
             except (KeyError, TypeError, ValueError) as e:
                 raise ServingError(f"{self._where()}: unexpected predict answer ({e!r})") from None
-        return self._retrying(lambda: self._grpc_predict(signature, encoded_images, strengths))
+        else:
+            stylized = self._retrying(
+                lambda: self._grpc_predict(signature, encoded_images, strengths))
+        for index, data in enumerate(stylized):
+            self._check_image(index, data, PIL_FORMATS[image_format])
+        return stylized
+
+    def _check_image(self, index, data, image_format):
+        try:
+            with Image.open(io.BytesIO(data), formats=[image_format]) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+            raise ServingError(f"{self._where()}: answer {index} is not a {image_format} image "
+                               f"({len(data):,} bytes)") from None
 
     def status(self):
         """The versions the server has of the model and their state, as TensorFlow
@@ -178,11 +267,16 @@ class ServingClient:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method,
                                          headers={"Content-Type": "application/json"})
+        opener = urllib.request.build_opener(_DeadlineHandler(time.monotonic() + self.timeout))
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
+            with opener.open(request, timeout=self.timeout) as response:
+                body = response.read(self.max_answer_bytes + 1)
+                if len(body) > self.max_answer_bytes:
+                    raise ServingError(f"{url}: answer over {self.max_answer_bytes:,} bytes")
+                body += response.read()  # nothing, or IncompleteRead for a body cut short
+            return json.loads(body)
         except urllib.error.HTTPError as e:
-            message = _first_line(_error_text(e.read()))
+            message = _first_line(_error_text(e.read(self.max_answer_bytes)))
             raise ServingError(f"{self._where()}: HTTP {e.code}: {message}", e.code,
                                retryable=e.code == 503) from None
         except (TimeoutError, socket.timeout):
@@ -192,8 +286,12 @@ class ServingClient:
                 raise self._timed_out(url) from None
             raise ServingError(f"cannot reach {self.rest_url}: {e.reason}", "UNREACHABLE",
                                retryable=isinstance(e.reason, ConnectionRefusedError)) from None
+        except http.client.IncompleteRead as e:
+            raise ServingError(f"{url}: answer cut short ({e.expected:,} bytes missing)") from None
+        except (http.client.HTTPException, ConnectionError) as e:  # not HTTP, or hung up
+            raise ServingError(f"{url}: broken answer ({e!r:.120})") from None
         except ValueError as e:  # a 200 whose body is not JSON
-            raise ServingError(f"{url}: not a TensorFlow Serving answer ({e})") from None
+            raise ServingError(f"{url}: not a TensorFlow Serving answer ({e!s:.200})") from None
 
     def _timed_out(self, where):
         return ServingError(f"{self._where()}: no answer from {where} within {self.timeout:g} s",
@@ -206,7 +304,7 @@ class ServingClient:
             import grpc
 
             self._channel = grpc.insecure_channel(self.grpc_target, options=[
-                ("grpc.max_receive_message_length", GRPC_MESSAGE_LIMIT),
+                ("grpc.max_receive_message_length", self.max_answer_bytes),
                 ("grpc.max_send_message_length", GRPC_MESSAGE_LIMIT)])
         return self._channel
 
@@ -277,7 +375,8 @@ def define_flags():
                         "or .jpg. Default: <input name>_<model>.png beside the input.")
     flags.DEFINE_float("strength", 1.0, "Style strength: 0 returns the photo, 1 the full style.",
                        lower_bound=0.0, upper_bound=1.0)
-    flags.DEFINE_float("timeout", 60.0, "Seconds to wait for each attempt.", lower_bound=0.001)
+    flags.DEFINE_float("timeout", 60.0, "Seconds each attempt may take in all, however slowly "
+                       "the server answers.", lower_bound=0.001)
     flags.DEFINE_integer("retries", 3, "Retries, with exponential backoff, while the server "
                          "answers 503 / UNAVAILABLE or refuses connections.", lower_bound=0)
     flags.DEFINE_bool("status", False, "Print the model's version status (JSON) and exit.")

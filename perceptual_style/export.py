@@ -18,9 +18,9 @@ Signatures (see serving/README.md for `saved_model_cli show --all`):
 Images are checked, decoded and stylized one at a time, in the graph. Bytes that are not a
 JPEG or PNG image, and images over `--max_pixels` (read from the header, before any pixel
 is decoded), fail with an InvalidArgument error naming the image and the problem (HTTP 400
-from TensorFlow Serving). `stylize_tensor` checks height x width the same way; it holds
-its whole batch in memory, which TensorFlow Serving's `max_batch_size` bounds
-(serving/batching.config).
+from TensorFlow Serving). `stylize_tensor` checks height x width the same way and refuses
+NaN or infinite values; it holds its whole batch in memory, which TensorFlow Serving's
+`max_batch_size` bounds (serving/batching.config). Images of any size from 1 x 1 work.
 """
 
 import functools
@@ -121,8 +121,11 @@ def build_archive(net, max_pixels=MAX_PIXELS, jpeg_quality=JPEG_QUALITY):
         limit = tf.debugging.Assert(shape[1] * shape[2] <= max_pixels, [tf.strings.format(
             f"images are {{}} x {{}} pixels, over the limit of {max_pixels} pixels of this model",
             (shape[2], shape[1]))])
-        with tf.control_dependencies([limit]):
-            return {"images": net(images)}
+        finite = tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(images)), [
+            "images hold NaN or infinite values: give RGB values in [0, 255]"])
+        with tf.control_dependencies([limit, finite]):
+            # An empty batch comes back empty (reflection padding refuses empty tensors).
+            return {"images": tf.cond(shape[0] > 0, lambda: net(images), lambda: images)}
 
     archive.add_endpoint("serving_default", serving_default, input_signature=bytes_spec)
     archive.add_endpoint("stylize_jpeg", stylize_jpeg, input_signature=bytes_spec)
@@ -159,11 +162,11 @@ def export_style(net, style_dir, version=None, max_pixels=MAX_PIXELS, jpeg_quali
 
 
 def saved_styles(saved_dir):
-    """Names of the trained styles in `saved_dir`."""
+    """Names of the trained styles in `saved_dir` (hidden folders are saves in progress)."""
     if not os.path.isdir(saved_dir):
         return []
-    return sorted(name for name in os.listdir(saved_dir)
-                  if os.path.isfile(os.path.join(saved_dir, name, saved_nets.WEIGHTS_FILE)))
+    return sorted(name for name in os.listdir(saved_dir) if not name.startswith(".")
+                  and os.path.isfile(os.path.join(saved_dir, name, saved_nets.WEIGHTS_FILE)))
 
 
 def directory_size(path):

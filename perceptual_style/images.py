@@ -14,9 +14,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from perceptual_style.atomic import atomic_write
 
-# Pillow's decompression-bomb guard (about 179 megapixels) stays on; we turn its warning
-# into an error as well, so a huge file is refused instead of filling memory.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+# Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (178,956,970 pixels) as possible
+# decompression bombs, and only warns above half that. Readers here ignore the warning and
+# check `max_pixels` themselves, from the header, before decoding; the default is
+# Pillow's refusal limit, the largest that any limit can be.
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -24,23 +26,34 @@ class ImageError(ValueError):
     """An image file that cannot be used, with a one-line reason."""
 
 
-def open_image(path):
-    """Opens `path` as an upright PIL image in mode RGB, or RGBA when it has transparency."""
+def open_image(path, max_pixels=MAX_PIXELS):
+    """Opens `path` as an upright PIL image in mode RGB, or RGBA when it has transparency.
+    Of an animated image (or a multi-page TIFF) only the first frame is read; `info["frames"]`
+    says how many there are, so that callers can say so."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                if image.width * image.height > max_pixels:
+                    raise ImageError(f"{path}: image too large ({image.width} x {image.height} "
+                                     f"pixels, over the limit of {max_pixels:,})")
+                frames = getattr(image, "n_frames", 1)
                 image = ImageOps.exif_transpose(image)
                 image.load()
-            return _to_rgb(image)
+        image = _to_rgb(image)
+        image.info["frames"] = frames
+        return image
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ImageError(f"{path}: is a directory, not an image") from None
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file Pillow can read") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: image too large (over {MAX_PIXELS:,} pixels)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path}: image too large (over the limit of "
+                         f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
 

@@ -9,6 +9,8 @@ PyTorch, and numpy `.npy` files that hold pickled objects without `allow_pickle=
 
 import collections
 import io
+import math
+import os
 import pickle
 import struct
 import zipfile
@@ -62,9 +64,16 @@ class _TensorRef:
         self.size, self.stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
 
     def materialize(self):
+        """The view as a new array. It may claim no more elements than its storage holds:
+        a weight never shares them (stride 0), and a crafted file could otherwise make a
+        few bytes into gigabytes."""
         data = self.storage.data
         if data is None:
             raise pickle.UnpicklingError("tensor refers to a storage the file never wrote")
+        if math.prod(self.size) > data.size:
+            raise pickle.UnpicklingError(
+                f"tensor view of {math.prod(self.size):,} elements claims more than its "
+                f"storage holds ({data.size:,})")
         if self.size and min(self.size) > 0:
             last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
             if self.offset < 0 or min(self.stride) < 0 or last >= data.size:
@@ -145,6 +154,8 @@ def _load_torch_legacy(f):
             raise pickle.UnpicklingError("truncated or inconsistent PyTorch weights file")
         (numel,) = struct.unpack("<q", header)
         nbytes = numel * storage.dtype.itemsize
+        if not 0 <= nbytes <= os.fstat(f.fileno()).st_size - f.tell():
+            raise pickle.UnpicklingError("truncated PyTorch weights file")
         raw = f.read(nbytes)
         if numel != storage.numel or len(raw) != nbytes:
             raise pickle.UnpicklingError("truncated PyTorch weights file")

@@ -5,8 +5,8 @@ With no photos it is the main job: every style in savedNets/ applied to the phot
 `results/<style>_<photo>.jpg` with a contact sheet. Photos may be files, folders (searched
 recursively) or globs, of any size, aspect and colour mode; each output has its input's
 size. Large photos are tiled (see tiling.py). A bad file is reported in one line and
-skipped; the exit status is 1 if any photo failed. Outputs are written atomically and an
-input is never overwritten.
+skipped; the exit status is 1 if any photo failed, 130 after Ctrl-C. Outputs are written
+atomically and an input is never overwritten.
 """
 
 import os
@@ -20,9 +20,11 @@ from PIL import Image
 from perceptual_style import cli, color, saved_nets, tiling
 from perceptual_style.contact_sheet import contact_sheet, fit_height
 from perceptual_style.data import list_images
-from perceptual_style.images import ImageError, composite_on_white, open_image, save_image
+from perceptual_style.images import MAX_PIXELS, ImageError, composite_on_white, open_image
+from perceptual_style.images import save_image
 
 SOURCE_DIR = "transferSource"
+FILE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # an --output ending so names one file
 
 flags.DEFINE_list("style", ["all"], "Styles to apply: names in --saved_dir (or folders "
                   "holding a weights.npz), comma-separated, or 'all'.")
@@ -44,6 +46,9 @@ flags.DEFINE_enum("statistics", "exact", list(tiling.STATISTICS), "For tiled pho
                   "'exact' whole-photo normalization statistics (the same result as one pass, "
                   "about 7x the work) or 'scaled' (from a copy scaled to one tile: faster, "
                   "slightly different).")
+flags.DEFINE_integer("max_pixels", MAX_PIXELS, "Largest photo (width x height) to read; "
+                     "larger ones are skipped. The default is Pillow's decompression-bomb "
+                     "limit, which no value may exceed.", lower_bound=1, upper_bound=MAX_PIXELS)
 flags.DEFINE_string("contact_sheet", None, "Also write a contact sheet (photos x styles) "
                     "here. Default: <output>/contact_sheet.jpg for the main job, else none.")
 flags.register_validator("tile_size", lambda size: size % 4 == 0,
@@ -58,8 +63,10 @@ class StylizeError(Exception):
 def style_names(directory):
     if FLAGS.style != ["all"]:
         return FLAGS.style
-    names = sorted(name for name in os.listdir(directory) if os.path.isfile(
-        os.path.join(directory, name, saved_nets.WEIGHTS_FILE))) if os.path.isdir(directory) else []
+    # Hidden folders are saves in progress, or left by a save that was killed.
+    names = sorted(name for name in os.listdir(directory) if not name.startswith(".") and
+                   os.path.isfile(os.path.join(directory, name, saved_nets.WEIGHTS_FILE))
+                   ) if os.path.isdir(directory) else []
     if not names:
         raise StylizeError(f"no trained styles in {directory}/ (train one with "
                            "python -m perceptual_style.train)")
@@ -100,12 +107,12 @@ def photo_sources(args, failures):
         root = arg if os.path.isdir(arg) else None
         for path in files:
             stem = os.path.splitext(os.path.relpath(path, root) if root else os.path.basename(path))[0]
-            sources.append((stem, path, lambda p=path: open_image(p)))
+            sources.append((stem, path, lambda p=path: open_image(p, FLAGS.max_pixels)))
     return sources
 
 
 def output_path(stem, style, has_alpha, single):
-    if single and os.path.splitext(FLAGS.output)[1].lower() in (".jpg", ".jpeg", ".png"):
+    if single and os.path.splitext(FLAGS.output)[1].lower() in FILE_EXTENSIONS:
         path = FLAGS.output
         if has_alpha:
             path = os.path.splitext(path)[0] + ".png"
@@ -136,6 +143,9 @@ def stylize_all(nets, sources, failures, sheet_rows):
             skip(failures, str(e))
             done += len(nets)
             continue
+        if image.info.get("frames", 1) > 1:
+            print(f"\nstylize: warning: {label} has {image.info['frames']} frames; only the "
+                  "first is stylized", file=sys.stderr, flush=True)
         alpha = image.getchannel("A") if image.mode == "RGBA" else None
         photo = np.asarray(composite_on_white(image), np.uint8)
         row = [fit_height(photo, 192)] if sheet_rows is not None else None
@@ -162,6 +172,9 @@ def stylize_all(nets, sources, failures, sheet_rows):
                 save_image(result, out, quality=FLAGS.quality)
             except OSError as e:
                 skip(failures, f"{label}: cannot write {out} ({e.strerror or e})")
+            except Exception as e:  # whatever one photo does, the others are still done
+                reason = (str(e).strip().splitlines() or ["no message"])[0]
+                skip(failures, f"{label}: {style} failed ({type(e).__name__}: {reason})")
             else:
                 written[real] = label
                 if row is not None:
@@ -181,6 +194,10 @@ def main(argv):
         sources = photo_sources(argv[1:], failures)
         if not sources:
             raise StylizeError("no photos to stylize: " + "; ".join(failures))
+        if (os.path.splitext(FLAGS.output)[1].lower() in FILE_EXTENSIONS
+                and len(sources) * len(nets) > 1):
+            raise StylizeError(f"--output={FLAGS.output} names one file, but there are "
+                               f"{len(sources)} photos and {len(nets)} styles: give a folder")
         sheet = FLAGS.contact_sheet
         if sheet is None and not argv[1:]:
             sheet = os.path.join(FLAGS.output, "contact_sheet.jpg")
@@ -194,7 +211,8 @@ def main(argv):
     except OSError as e:
         sys.exit(f"stylize: error: {e}")
     except KeyboardInterrupt:
-        sys.exit("stylize: interrupted (everything written so far is complete)")
+        print("stylize: interrupted (everything written so far is complete)", file=sys.stderr)
+        return 130
     print(f"wrote {len(written)} images to {FLAGS.output}"
           + (f"; {len(failures)} failed" if failures else ""))
     return 1 if failures else 0

@@ -23,7 +23,7 @@ import numpy as np
 from keras import ops
 from PIL import Image
 
-from perceptual_style.transformer_net import statistics_hook
+from perceptual_style.transformer_net import MIN_SIDE, statistics_hook
 
 TILE_SIZE = 768
 MARGIN = 96
@@ -129,8 +129,12 @@ def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,
     if window_fits(image.shape, tile_size, margin):
         return _run(net, image)
     height, width = image.shape[:2]
-    # Reflection-pad to a multiple of 4, as the network itself would for an untiled pass.
-    padded = np.pad(image, ((0, -height % 4), (0, -width % 4), (0, 0)), mode="reflect")
+    # Pad as the network itself would for an untiled pass: a side under MIN_SIDE repeats
+    # its edge up to it, then every side is reflection-padded to a multiple of 4.
+    padded = np.pad(image, ((0, max(MIN_SIDE - height, 0)), (0, max(MIN_SIDE - width, 0)),
+                            (0, 0)), mode="edge")
+    padded = np.pad(padded, ((0, -padded.shape[0] % 4), (0, -padded.shape[1] % 4), (0, 0)),
+                    mode="reflect")
     padded_height, padded_width = padded.shape[:2]
     tiles = [(y, x) for y in range(0, height, tile_size) for x in range(0, width, tile_size)]
     if statistics == "exact":

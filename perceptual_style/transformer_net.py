@@ -21,6 +21,11 @@ from keras import ops
 PACKAGE = "perceptual_style"
 UPSAMPLING_MODES = ("nearest", "transpose")
 ARCHITECTURES = ("full", "mobile")
+MIN_SIDE = 5  # the smallest side the full network's reflection padding takes
+# Bounds far beyond any network here (the paper has 5 blocks at 1.0), so that a crafted
+# config cannot ask for a network that takes minutes and gigabytes to build.
+MAX_RESIDUAL_BLOCKS = 32
+MAX_WIDTH_MULTIPLIER = 4.0
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
 
 
@@ -207,12 +212,24 @@ class MobileResidualBlock(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
+def _edge_pad(x, axis, size):
+    """`x` with its last row (axis 1) or column (axis 2) repeated up to MIN_SIDE pixels.
+    Reflection padding needs more pixels than it pads (4 for the 9x9 convolutions), so
+    smaller images are grown first and cropped back. Nothing is added for a static size
+    that needs none; an unknown size gets the (identity, for large images) gather."""
+    if isinstance(size, int) and size >= MIN_SIDE:
+        return x
+    target = max(size, MIN_SIDE) if isinstance(size, int) else ops.maximum(size, MIN_SIDE)
+    return ops.take(x, ops.minimum(ops.arange(target), size - 1), axis=axis)
+
+
 @keras.saving.register_keras_serializable(PACKAGE)
 class TransformerNet(keras.Model):
     """Feed-forward style network: any image size in, the same size out.
 
     Height and width are reflection-padded up to a multiple of 4 (the two stride-2
-    stages) and the result cropped back, so odd sizes come out exactly as they went in.
+    stages) and the result cropped back, so odd sizes come out exactly as they went in;
+    sides under MIN_SIDE pixels are first grown by repeating their edge.
     """
 
     def __init__(self, upsampling="nearest", num_residual_blocks=5, arch="full",
@@ -220,6 +237,14 @@ class TransformerNet(keras.Model):
         super().__init__(**kwargs)
         if arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+        blocks_ok = isinstance(num_residual_blocks, int) and not isinstance(num_residual_blocks, bool)
+        if not (blocks_ok and 0 <= num_residual_blocks <= MAX_RESIDUAL_BLOCKS):
+            raise ValueError(f"num_residual_blocks must be an integer from 0 to "
+                             f"{MAX_RESIDUAL_BLOCKS}, got {num_residual_blocks!r}")
+        number = isinstance(width_multiplier, (int, float)) and not isinstance(width_multiplier, bool)
+        if not (number and 0 < width_multiplier <= MAX_WIDTH_MULTIPLIER):
+            raise ValueError(f"width_multiplier must be a number in (0, {MAX_WIDTH_MULTIPLIER:g}], "
+                             f"got {width_multiplier!r}")
         self.upsampling, self.num_residual_blocks = upsampling, num_residual_blocks
         self.arch, self.width_multiplier = arch, width_multiplier
         c1, c2, c3 = (max(4, round(c * width_multiplier)) for c in (32, 64, 128))
@@ -240,17 +265,20 @@ class TransformerNet(keras.Model):
 
     def call(self, images):
         height, width = ops.shape(images)[1], ops.shape(images)[2]
-        pad_h, pad_w = (-height) % 4, (-width) % 4
+        x = images
+        if self.arch == "full":
+            x = _edge_pad(_edge_pad(x, 1, height), 2, width)
+        grown_h, grown_w = ops.shape(x)[1], ops.shape(x)[2]
+        pad_h, pad_w = (-grown_h) % 4, (-grown_w) % 4
         # With a static shape that needs none, padding and cropping stay out of the graph
         # (a TensorFlow Lite build then has no pad op at all).
-        unpadded = isinstance(pad_h, int) and isinstance(pad_w, int) and pad_h == pad_w == 0
-        x = images
+        unpadded = x is images and all(isinstance(p, int) and p == 0 for p in (pad_h, pad_w))
         if not unpadded:
-            x = ops.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)),
+            x = ops.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)),
                         mode="reflect" if self.arch == "full" else "constant")
             # Restates the channel count, which TensorFlow loses through a pad by amounts
             # it cannot infer; without it the first convolution is no TFLite builtin.
-            x = ops.reshape(x, (-1, height + pad_h, width + pad_w, images.shape[-1]))
+            x = ops.reshape(x, (-1, grown_h + pad_h, grown_w + pad_w, images.shape[-1]))
         x = x / 127.5 - 1.0  # small activations keep float16 builds in range
         for layer in self.down + self.residuals + self.up:
             x = layer(x)

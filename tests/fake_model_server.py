@@ -16,7 +16,9 @@ Latest(name)" with 404 / NOT_FOUND).
 Not reproduced: batching, classify/regress, output_filter, version labels, model config reloads,
 Prometheus metrics, and file-system polling (versions are read once, at start).
 `unavailable` makes the next Predict calls fail with 503 / UNAVAILABLE, as a full batch
-queue does; `delay` holds every request, to test client timeouts.
+queue does; `delay` holds every request, to test client timeouts. `raw_reply` makes REST
+requests answered by those bytes as they are (a broken server, or not an HTTP one), sent a
+byte every `drip` seconds when that is set.
 """
 
 import base64
@@ -132,6 +134,7 @@ class FakeModelServer:
                                  for v in os.listdir(base_path) if v.isdigit()}
         self.unavailable = 0  # the next this many Predict calls answer 503 / UNAVAILABLE
         self.delay = 0.0  # seconds every request waits before it is handled
+        self.raw_reply, self.drip = None, 0.0  # what REST requests get instead, and how slowly
         self.predict_calls = 0
         self._lock = threading.Lock()
         self.rest_url = self.grpc_target = None
@@ -314,6 +317,8 @@ def _rest_handler(server):
             if not re.fullmatch(r"(?i)/v1/.*", path):
                 return self._reply(404, b"")  # not a REST API path: the HTTP server's own 404
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if server.raw_reply is not None:
+                return self._raw(server.raw_reply)
             try:
                 self._reply(200, json.dumps(self._answer(method, path, body), indent=1).encode())
             except Status as s:
@@ -352,6 +357,16 @@ def _rest_handler(server):
                 return {"model_spec": json_format.MessageToDict(response.model_spec, **options),
                         "metadata": {"signature_def": json_format.MessageToDict(signatures, **options)}}
             raise invalid(f"Malformed request: {method} {path}")
+
+        def _raw(self, data):
+            self.close_connection = True
+            chunks = [data[i:i + 1] for i in range(len(data))] if server.drip else [data]
+            try:
+                for chunk in chunks:
+                    self.wfile.write(chunk)
+                    time.sleep(server.drip)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up
 
         def _reply(self, code, body):
             try:

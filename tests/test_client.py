@@ -1,6 +1,8 @@
 """The client against the stand-in TensorFlow Serving (tests/fake_model_server.py), which
 serves the session's exported SavedModel over loopback REST and gRPC."""
 
+import base64
+import json
 import os
 import socket
 import subprocess
@@ -39,7 +41,7 @@ def connect(server):
         return client
 
     yield make
-    server.unavailable, server.delay = 0, 0.0
+    server.unavailable, server.delay, server.raw_reply, server.drip = 0, 0.0, None, 0.0
     for client in clients:
         client.close()
 
@@ -131,6 +133,37 @@ def test_timeout(server, connect, protocol):
     assert time.monotonic() - started < 0.9  # not retried
 
 
+def http_reply(body, length=None):
+    return (b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body) if length is None else length}\r\n\r\n".encode() + body)
+
+
+NOT_AN_IMAGE = http_reply(json.dumps({"predictions": [
+    {"b64": base64.b64encode(b"not an image " * 8).decode()}]}).encode())
+
+
+@pytest.mark.parametrize("reply,drip,client,message", [
+    # A server sending a byte every 0.05 s would take 3 s: the attempt ends at 0.5 s.
+    (http_reply(b'{"model_version_status": []}' + b" " * 32), 0.05, {"timeout": 0.5},
+     r"no answer from .* within 0.5 s"),
+    (http_reply(b'{"predictions": [', length=1000), 0, {},
+     r"tiny: answer cut short \(983 bytes missing\)"),
+    (b"SSH-2.0-OpenSSH_9.6\r\n", 0, {}, r"broken answer \(BadStatusLine\('SSH-2.0-OpenSSH_9.6\\r\\n'\)\)"),
+    (http_reply(b'{"model_version_status": "' + b"x" * 5000 + b'"}'), 0,
+     {"max_answer_bytes": 1000}, r"answer over 1,000 bytes"),
+    (NOT_AN_IMAGE, 0, {}, r"model tiny: answer 0 is not a PNG image \(104 bytes\)"),
+], ids=["slow", "cut_short", "not_http", "huge", "not_an_image"])
+def test_broken_slow_and_huge_answers_are_one_line_errors(server, connect, reply, drip, client,
+                                                         message):
+    server.raw_reply, server.drip = reply, drip
+    with pytest.raises(ServingError, match=message) as error:
+        if reply is NOT_AN_IMAGE:
+            connect("rest", **client).stylize([encode(photo())])
+        else:
+            connect("rest", **client).status()
+    assert "\n" not in str(error.value)
+
+
 def test_unreachable_server_is_retried_then_reported():
     with socket.socket() as probe:  # a loopback port that nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -184,6 +217,17 @@ def test_cli_over_rest_needs_no_tensorflow(exported_model, server, tmp_path):
         lines = failed.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("client: error: ") and message in lines[0]
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "photo.png", "stylized.png"]
+    server.raw_reply = NOT_AN_IMAGE  # a 200 whose "image" is something else is not written
+    try:
+        failed = run_client_without_tensorflow([
+            "--model=tiny", f"--rest_url={server.rest_url}", f"--input={tmp_path / 'photo.png'}",
+            f"--output={tmp_path / 'other.png'}"])
+    finally:
+        server.raw_reply = None
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines() == [
+        "client: error: model tiny: answer 0 is not a PNG image (104 bytes)"]
+    assert not (tmp_path / "other.png").exists()
 
 
 def test_cli_over_grpc_sends_upright_pictures(exported_model, server, tmp_path):

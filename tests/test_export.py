@@ -47,6 +47,27 @@ def test_stylize_tensor_matches_keras(exported_model, signatures):
         assert np.abs(served - expected).max() < TOLERANCE
 
 
+def test_images_from_one_pixel_up_and_empty_batches(exported_model, signatures):
+    import tensorflow as tf
+
+    _, _, net = exported_model
+    rng = np.random.default_rng(2)
+    for shape in [(1, 1, 1, 3), (2, 2, 3, 3), (1, 4, 4, 3)]:
+        images = rng.uniform(0, 255, shape).astype(np.float32)
+        served = signatures["stylize_tensor"](images=images)["images"].numpy()
+        assert served.shape == shape
+        assert np.abs(served - np.asarray(net(images))).max() < TOLERANCE
+    empty = signatures["stylize_tensor"](images=np.zeros((0, 8, 8, 3), np.float32))["images"]
+    assert empty.shape == (0, 8, 8, 3)
+    tiny = [photo(1, 1), photo(3, 4, seed=1)]
+    for data, original in zip(stylize_bytes(signatures, [encode(p) for p in tiny]), tiny):
+        assert np.abs(decode(data).astype(int) - keras_uint8(net, original)).max() <= 1
+    images = np.full((1, 8, 8, 3), 100, np.float32)
+    images[0, 3, 4, 1] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="images hold NaN or infinite values"):
+        signatures["stylize_tensor"](images=images)
+
+
 def test_png_signature_matches_keras_for_mixed_sizes(exported_model, signatures):
     _, _, net = exported_model
     photos = [photo(32, 48), photo(20, 30, seed=1)]

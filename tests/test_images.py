@@ -1,10 +1,14 @@
 import os
+import stat
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from perceptual_style import images
+from perceptual_style.atomic import publish_directory, replace_directory
 from perceptual_style.images import ImageError, load_rgb, open_image, save_image
 
 GRADIENT = np.stack([*np.meshgrid(np.linspace(0, 255, 30), np.linspace(0, 255, 20))] +
@@ -68,6 +72,65 @@ def test_bad_files_give_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     with pytest.raises(ImageError, match="too large"):
         load_rgb(str(tmp_path / "good.jpg"))
+
+
+def png_header(width, height):
+    """A PNG that stops after its header: its size is known, its pixels are missing."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+def test_pixel_limit_is_pillows_refusal_limit_or_the_callers(tmp_path):
+    assert images.MAX_PIXELS == 2 * Image.MAX_IMAGE_PIXELS == 178_956_970
+    (tmp_path / "96mp.png").write_bytes(png_header(12000, 8000))
+    with pytest.raises(ImageError, match="corrupt or truncated"):  # past the size check
+        open_image(str(tmp_path / "96mp.png"))
+    (tmp_path / "180mp.png").write_bytes(png_header(15000, 12000))
+    with pytest.raises(ImageError, match="too large .over the limit of 178,956,970 pixels"):
+        open_image(str(tmp_path / "180mp.png"))
+    Image.fromarray(GRADIENT).save(tmp_path / "small.png")
+    with pytest.raises(ImageError, match=r"too large \(30 x 20 pixels, over the limit of 599\)"):
+        open_image(str(tmp_path / "small.png"), max_pixels=599)
+    assert open_image(str(tmp_path / "small.png"), max_pixels=600).size == (30, 20)
+
+
+def test_animated_images_say_how_many_frames_they_have(tmp_path):
+    frames = [Image.fromarray(GRADIENT).convert("P"), Image.fromarray(GRADIENT[::-1]).convert("P")]
+    frames[0].save(tmp_path / "two.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(tmp_path / "one.gif")
+    assert open_image(str(tmp_path / "two.gif")).info["frames"] == 2
+    assert open_image(str(tmp_path / "one.gif")).info["frames"] == 1
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_honour_the_umask_like_plain_writes(tmp_path, umask):
+    def write(folder):
+        with open(os.path.join(folder, "file"), "w") as f:
+            f.write("x")
+
+    previous = os.umask(umask)
+    try:
+        save_image(GRADIENT, str(tmp_path / "image.png"))
+        open(tmp_path / "plain", "w").close()
+        publish_directory(str(tmp_path / "models"), write, ["1"])
+        replace_directory(str(tmp_path / "style"), write)
+        os.mkdir(tmp_path / "plain_folder")
+    finally:
+        os.umask(previous)
+
+    def mode(name):
+        return stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+
+    assert mode("image.png") == mode("plain") == 0o666 & ~umask
+    assert mode("models/1") == mode("style") == mode("plain_folder") == 0o777 & ~umask
+    assert mode("models/1/file") == 0o666 & ~umask
+    os.chmod(tmp_path / "image.png", 0o640)
+    save_image(GRADIENT, str(tmp_path / "image.png"))  # a replaced file keeps its mode
+    assert mode("image.png") == 0o640
 
 
 def test_load_rgb_scales_longer_side(tmp_path):

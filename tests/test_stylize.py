@@ -50,6 +50,10 @@ def test_every_colour_mode_and_odd_size_with_a_bad_file_among_them(tmp_path, sav
     nested = source / "more"
     nested.mkdir()
     rgb.resize((19, 23)).save(nested / "tiny.png")
+    rgb.resize((1, 1)).save(source / "dot.png")  # under the 5 pixels reflection padding needs
+    rgb.resize((3, 4)).save(source / "speck.png")
+    frames = [rgb.convert("P"), rgb.rotate(90).convert("P"), rgb.rotate(180).convert("P")]
+    frames[0].save(source / "animated.gif", save_all=True, append_images=frames[1:])
 
     result = stylize([f"--output={out}", str(source)], saved_dir)
     assert result.returncode == 1, result.stderr
@@ -58,11 +62,16 @@ def test_every_colour_mode_and_odd_size_with_a_bad_file_among_them(tmp_path, sav
     assert len(skipped) == 2 and any("corrupt.jpg" in s for s in skipped) and any(
         "half.png" in s for s in skipped)
     assert "2 failed" in result.stdout
+    assert f"stylize: warning: {source / 'animated.gif'} has 3 frames; only the first is " \
+        "stylized" in result.stderr
     for name in ("odd", "grey", "cmyk", "palette", "deep"):
         image = Image.open(out / f"toy_{name}.jpg")
         assert (image.size, image.mode) == ((53, 37), "RGB"), name
     assert Image.open(out / "toy_sideways.jpg").size == (37, 53)  # upright
     assert Image.open(out / "more" / "toy_tiny.jpg").size == (19, 23)
+    assert Image.open(out / "toy_dot.jpg").size == (1, 1)
+    assert Image.open(out / "toy_speck.jpg").size == (3, 4)
+    assert Image.open(out / "toy_animated.jpg").size == (53, 37)
     kept = Image.open(out / "toy_alpha.png")
     assert kept.mode == "RGBA" and np.array_equal(np.asarray(kept)[..., 3], alpha)
     assert Image.open(out / "toy_grey_alpha.png").mode == "RGBA"
@@ -87,6 +96,60 @@ def test_missing_inputs_and_unknown_styles_are_one_line_errors(tmp_path, saved_d
                       str(tmp_path)])
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("stylize: error: no trained style 'nope'")
+    (tmp_path / "nets" / "broken").mkdir(parents=True)
+    (tmp_path / "nets" / "broken" / "weights.npz").write_bytes(b"")
+    result = run_cli(["perceptual_style.stylize", f"--saved_dir={tmp_path / 'nets'}", str(tmp_path)])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"stylize: error: {tmp_path / 'nets' / 'broken' / 'weights.npz'}: not an .npz archive "
+        "(empty, cut short or another kind of file)")
+
+
+def test_output_file_for_many_photos_sheet_errors_and_pixel_limit(tmp_path, saved_dir):
+    """--output=x.jpg names one file: refused for two photos; a contact sheet that cannot
+    be written is named, not its temporary file; --max_pixels skips larger photos."""
+    for name, size in (("a.png", (20, 24)), ("b.png", (30, 20))):
+        Image.fromarray(photo(*size)).save(tmp_path / name)
+    photos = [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+    result = stylize([f"--output={tmp_path / 'x.jpg'}", *photos], saved_dir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"stylize: error: --output={tmp_path / 'x.jpg'} names one file, but there are 2 "
+        "photos and 1 styles: give a folder")
+    assert not (tmp_path / "x.jpg").exists()
+    (tmp_path / "sheet.jpg").mkdir()  # a folder where the sheet should go
+    result = stylize([f"--output={tmp_path / 'out'}", f"--contact_sheet={tmp_path / 'sheet.jpg'}",
+                      "--max_pixels=500", *photos], saved_dir)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{photos[1]}: image too large (20 x 30 pixels, over the limit of 500)" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"stylize: error: [Errno 21] Is a directory: '{tmp_path / 'sheet.jpg'}'")
+    assert os.listdir(tmp_path / "out") == ["toy_a.jpg"]
+
+
+def test_ctrl_c_exits_130(tmp_path, saved_dir):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    for i in range(60):
+        Image.fromarray(photo(256, 256, seed=i)).save(tmp_path / f"p{i:02d}.png")
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "perceptual_style.stylize", f"--saved_dir={saved_dir}",
+         "--style=toy", f"--output={out}", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    while not (out.exists() and os.listdir(out)):  # stylizing, inside main
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        "stylize: interrupted (everything written so far is complete)")
 
 
 def test_tiled_cli_output_agrees_with_untiled(tmp_path, saved_dir):

@@ -184,3 +184,14 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in result.stderr
+
+
+def test_output_dir_is_checked_before_converting(tiny_style, tmp_path):
+    """A file where the folder should be: the error names it, and nothing was converted
+    (the evaluation photos, read before converting, are not even looked for)."""
+    (tmp_path / "out").write_text("a file")
+    result = run_tool("--style=tiny", f"--saved_dir={tiny_style.parent}",
+                      f"--output_dir={tmp_path / 'out'}", f"--eval_photos={tmp_path / 'none'}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"export_tflite: error: [Errno 20] not a folder: '{tmp_path / 'out'}'")

@@ -25,6 +25,13 @@ def test_tiles_agree_with_the_untiled_pass_seams_included(net):
     assert difference.max() < 0.01
 
 
+def test_tiles_of_a_photo_under_five_pixels_high_agree_with_the_untiled_pass(net):
+    """Grown by its edge, then reflection-padded, as the network grows it untiled."""
+    image = photo(3, 200)
+    tiled = tiling.stylize_image(net, image, tile_size=64, margin=64, blend=16)
+    assert np.abs(tiled - tiling._run(net, image)).max() < 0.01
+
+
 def test_per_tile_statistics_would_show_seams(net):
     """Why statistics are shared: the same tiling with per-tile statistics differs."""
     image = photo(203, 291)

@@ -8,12 +8,14 @@ import pytest
 
 from conftest import BACKEND
 from perceptual_style import callbacks as cb
-from perceptual_style.checkpoint import restore_checkpoint, save_checkpoint
+from perceptual_style.checkpoint import (CHECKPOINT_FILE, checkpoint_step, restore_checkpoint,
+                                         save_checkpoint)
 from perceptual_style.data import ImageFolderDataset, list_images
 from perceptual_style.saved_nets import load_transformer, save_transformer
 from perceptual_style.trainer import StyleTransferTrainer
 from perceptual_style.transformer_net import TransformerNet
 from perceptual_style.vgg import build_loss_network
+from weight_files import damaged_copies
 
 STYLE_LAYERS = {"block1_conv1": 1.0, "block2_conv1": 1.0}
 
@@ -71,6 +73,14 @@ def test_checkpoint_round_trip_restores_weights_optimizer_and_step(vgg_weights, 
     for a, b in zip(trainer.optimizer.variables, restored.optimizer.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert restore_checkpoint(make_trainer(vgg_weights), str(tmp_path / "none")) == 0
+    for kind, data in damaged_copies((tmp_path / CHECKPOINT_FILE).read_bytes()).items():
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / CHECKPOINT_FILE).write_bytes(data)
+        for read in (checkpoint_step, lambda folder: restore_checkpoint(restored, folder)):
+            with pytest.raises(ValueError, match=r"\.npz archive.*; use another --checkpoint_dir "
+                               "or delete it to start over") as error:
+                read(str(tmp_path / kind))
+            assert "\n" not in str(error.value), kind
 
 
 def test_saved_net_is_float16_on_disk_and_reloads_close(vgg_weights, tmp_path):

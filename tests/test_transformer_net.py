@@ -1,10 +1,17 @@
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 
-from perceptual_style.saved_nets import load_transformer, save_transformer
+from conftest import REPO
+from perceptual_style.saved_nets import load_metadata, load_transformer, save_transformer
 from perceptual_style.transformer_net import (InstanceNormalization, NearestUpsampling2D,
                                               ReflectionPadding2D, TransformerNet)
+from weight_files import damaged_copies
 
 
 @pytest.mark.parametrize("upsampling", ["nearest", "transpose"])
@@ -101,3 +108,86 @@ def test_mobile_network_round_trips_through_saved_nets(tmp_path):
                                keras.ops.convert_to_numpy(net(images)), atol=0.5)
     clone = TransformerNet.from_config(net.get_config())
     assert clone.get_config() == net.get_config()
+
+
+def test_images_of_one_to_four_pixels_are_grown_by_their_edge_and_cropped_back(net):
+    """Reflection padding needs 5 pixels; smaller sides repeat their last row or column
+    up to 5, so a 2 x 3 image gives the top-left of its edge-padded 5 x 5 version."""
+    rng = np.random.default_rng(7)
+    for height, width in [(1, 1), (2, 3), (4, 4), (3, 9)]:
+        image = rng.uniform(0, 255, (1, height, width, 3)).astype("float32")
+        grown = np.pad(image, ((0, 0), (0, max(5 - height, 0)), (0, max(5 - width, 0)), (0, 0)),
+                       mode="edge")
+        out = keras.ops.convert_to_numpy(net(image))
+        np.testing.assert_allclose(out, keras.ops.convert_to_numpy(net(grown))[:, :height, :width],
+                                   atol=1e-3)
+    # The mobile network's zero padding takes any size as it is.
+    mobile = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
+    assert keras.ops.convert_to_numpy(mobile(np.zeros((1, 1, 2, 3), "float32"))).shape == (1, 1, 2, 3)
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"num_residual_blocks": 1000}, "num_residual_blocks must be an integer from 0 to 32, got 1000"),
+    ({"num_residual_blocks": 2.5}, "num_residual_blocks must be an integer"),
+    ({"width_multiplier": 0}, r"width_multiplier must be a number in \(0, 4\], got 0"),
+    ({"width_multiplier": "wide"}, "width_multiplier must be a number"),
+])
+def test_configs_beyond_any_network_are_refused_before_building(config, message):
+    with pytest.raises(ValueError, match=message):
+        TransformerNet(**config)
+
+
+def small_net(seed=8):
+    keras.utils.set_random_seed(seed)
+    net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
+    net(np.zeros((1, 16, 16, 3), "float32"))
+    return net
+
+
+def test_damaged_weights_and_crafted_configs_are_one_line_errors(tmp_path):
+    net = small_net()
+    save_transformer(net, str(tmp_path / "good"))
+    data = (tmp_path / "good" / "weights.npz").read_bytes()
+    for kind, damaged in damaged_copies(data).items():
+        (tmp_path / kind).mkdir()
+        (tmp_path / kind / "weights.npz").write_bytes(damaged)
+        with pytest.raises(ValueError, match=r"weights.npz: (not an|damaged) \.npz archive") as error:
+            load_transformer(str(tmp_path / kind))
+        assert "\n" not in str(error.value), kind
+    weights = {f"w{i:03d}": w for i, w in enumerate(net.get_weights())}
+    for config, message in [
+        ([1, 2], "its config is not a TransformerNet's"),
+        ({**net.get_config(), "num_residual_blocks": 1000},
+         "bad TransformerNet config .num_residual_blocks must be an integer from 0 to 32"),
+    ]:
+        (tmp_path / "crafted").mkdir(exist_ok=True)
+        np.savez(tmp_path / "crafted" / "weights.npz", config=np.array(json.dumps(config)), **weights)
+        with pytest.raises(ValueError, match=message):
+            load_transformer(str(tmp_path / "crafted"))
+
+
+KILLED_SAVE = """
+import os, signal, sys
+from perceptual_style import saved_nets
+net = saved_nets.load_transformer(sys.argv[1])
+net.set_weights([w + 1 for w in net.get_weights()])
+saved_nets.write_json = lambda path, data: os.kill(os.getpid(), signal.SIGKILL)
+saved_nets.save_transformer(net, sys.argv[1], {"run": 2})
+"""
+
+
+def test_a_style_is_replaced_as_a_unit_even_when_killed_between_its_files(tmp_path):
+    folder = tmp_path / "style"
+    save_transformer(small_net(), str(folder), {"run": 1})
+    before = (folder / "weights.npz").read_bytes()
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(folder)], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-3000:]  # after the weights, before metadata
+    assert (folder / "weights.npz").read_bytes() == before
+    assert load_metadata(str(folder)) == {"run": 1}
+    assert [name for name in os.listdir(tmp_path) if not name.startswith(".")] == ["style"]
+    newer = small_net(seed=9)
+    save_transformer(newer, str(folder), {"run": 3})
+    assert sorted(os.listdir(folder)) == ["metadata.json", "weights.npz"]
+    assert load_metadata(str(folder)) == {"run": 3}
+    assert (folder / "weights.npz").read_bytes() != before

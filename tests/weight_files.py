@@ -47,21 +47,23 @@ class _Storage:
 
 
 class _Tensor:
-    def __init__(self, storage, shape):
+    def __init__(self, storage, shape, strides=None):
         self.storage, self.shape = storage, shape
+        self.strides = strides or tuple(int(np.prod(shape[i + 1:])) for i in range(len(shape)))
 
     def __reduce__(self):
-        strides = tuple(int(np.prod(self.shape[i + 1:])) for i in range(len(self.shape)))
         return (sys.modules["torch._utils"]._rebuild_tensor_v2,
-                (self.storage, 0, tuple(self.shape), strides, False, collections.OrderedDict()))
+                (self.storage, 0, tuple(self.shape), self.strides, False, collections.OrderedDict()))
 
 
-def write_torch_legacy(path, arrays, payload=None):
-    """`torch.save(dict of tensors)` in the legacy format; `payload` replaces the dict (for
+def write_torch_legacy(path, arrays, payload=None, views=None):
+    """`torch.save(dict of tensors)` in the legacy format; `payload` replaces the dict and
+    `views` ({name: (shape, strides)}) the views of the arrays' storages (for
     malicious-file tests)."""
     with _fake_torch() as torch, open(path, "wb") as f:
         storages = [_Storage(str(1000 + i), a) for i, a in enumerate(arrays.values())]
-        state = {k: _Tensor(s, a.shape) for (k, a), s in zip(arrays.items(), storages)}
+        state = {k: _Tensor(s, *(views or {}).get(k, (a.shape,)))
+                 for (k, a), s in zip(arrays.items(), storages)}
 
         class Pickler(pickle.Pickler):
             def persistent_id(self, obj):
@@ -124,3 +126,12 @@ class Evil:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+def damaged_copies(data):
+    """The ways a copied or downloaded file arrives broken, {kind: bytes} of `data`."""
+    middle = len(data) // 2
+    flipped = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    return {"truncated": data[:middle], "empty": b"",
+            "corrupted": data[:middle] + flipped + data[middle + 64:],
+            "random": np.random.default_rng(0).bytes(len(data))}

@@ -21,7 +21,7 @@ from absl import flags, logging
 from PIL import Image, ImageOps
 
 from perceptual_style import cli, saved_nets, tflite
-from perceptual_style.atomic import atomic_write
+from perceptual_style.atomic import atomic_write, writable_folder
 from perceptual_style.data import list_images
 from perceptual_style.export import ExportError, style_sources
 from perceptual_style.images import ImageError, composite_on_white, open_image
@@ -147,6 +147,8 @@ def main(argv):
         shapes = [parse_size(size) for size in FLAGS.sizes]
         FLAGS.saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
         styles = style_sources()
+        for folder in [FLAGS.output_dir, *(os.path.join(FLAGS.output_dir, n) for n, _ in styles)]:
+            writable_folder(folder)  # before the conversions, not after them
         eval_photos = load_photos(FLAGS.eval_photos, FLAGS.num_eval_photos)
         calibration_photos = load_photos(FLAGS.calibration_photos, FLAGS.num_calibration_photos)
         per_style = sum(len(FLAGS.quantizations) if shape else
@@ -158,7 +160,7 @@ def main(argv):
                                        progress)
             saved_nets.write_json(os.path.join(FLAGS.output_dir, name, "report.json"), style_rows)
             rows += style_rows
-    except (ExportError, tflite.TFLiteError, ImageError, FileNotFoundError, ValueError) as e:
+    except (ExportError, tflite.TFLiteError, ImageError, OSError, ValueError) as e:
         sys.exit(f"export_tflite: error: {e}")
     print_table(rows)
     return 0 if all(r["psnr_min"] >= r["psnr_floor"] for r in rows) else 1
