@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, photo, tensorflow_only
+from conftest import HANG_TIMEOUT, REPO, photo, tensorflow_only
 from perceptual_style.flops import multiply_accumulates
 from perceptual_style.saved_nets import save_transformer
 from perceptual_style.transformer_net import TransformerNet
@@ -18,7 +18,7 @@ from perceptual_style.transformer_net import TransformerNet
 
 def benchmark(*args):
     return subprocess.run([sys.executable, "tools/benchmark.py", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=HANG_TIMEOUT)
 
 
 def positive(value):

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import REPO, photo, tensorflow_only
+from conftest import HANG_TIMEOUT, REPO, photo, tensorflow_only
 
 pytestmark = tensorflow_only
 tf = pytest.importorskip("tensorflow")
@@ -146,7 +146,7 @@ def test_mobile_network_needs_no_mirror_pad(tmp_path):
 def run_tool(*args):
     return subprocess.run([sys.executable, "tools/export_tflite.py", *args], cwd=REPO,
                           env={**os.environ, "PYTHONPATH": REPO}, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=HANG_TIMEOUT)
 
 
 def test_cli_builds_verifies_and_reports(tiny_style, tmp_path):
