@@ -12,7 +12,6 @@ import os
 import numpy as np
 
 from perceptual_style.atomic import atomic_write
-from perceptual_style.transformer_net import TransformerNet
 
 WEIGHTS_FILE = "weights.npz"
 METADATA_FILE = "metadata.json"
@@ -54,6 +53,8 @@ def resolve(name_or_path, saved_dir=DEFAULT_DIR):
 
 def load_transformer(name_or_path, saved_dir=DEFAULT_DIR):
     """Rebuilds a saved TransformerNet with float32 weights."""
+    from perceptual_style.transformer_net import TransformerNet  # Keras: not needed by --help
+
     path = os.path.join(resolve(name_or_path, saved_dir), WEIGHTS_FILE)
     try:
         with np.load(path, allow_pickle=False) as stored:

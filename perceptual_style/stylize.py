@@ -12,14 +12,12 @@ input is never overwritten.
 import os
 import sys
 
-import keras
 import numpy as np
 from absl import flags
 from PIL import Image
 
 from perceptual_style import cli, color, saved_nets, tiling
 from perceptual_style.contact_sheet import contact_sheet, fit_height
-from perceptual_style.data import list_images
 from perceptual_style.images import ImageError, composite_on_white, open_image, save_image
 
 SOURCE_DIR = "transferSource"
@@ -90,6 +88,8 @@ def photo_sources(args, failures):
             except RuntimeError as e:
                 raise StylizeError(str(e)) from None
             return [(name, None, lambda a=array: Image.fromarray(a)) for name, array in photos.items()]
+    from perceptual_style.data import list_images
+
     sources = []
     for arg in args:
         try:
@@ -122,6 +122,8 @@ def skip(failures, message):
 
 
 def stylize_all(nets, sources, failures, sheet_rows):
+    import keras
+
     inputs = {os.path.realpath(path) for _, path, _ in sources if path}
     written = {}
     single = len(sources) == 1 and len(nets) == 1
@@ -201,7 +203,7 @@ def main(argv):
 
 
 def run():
-    cli.run(main, "stylize")
+    cli.run(main, "stylize", imports=["keras"])
 
 
 if __name__ == "__main__":
