@@ -151,7 +151,11 @@ def stylize_all(nets, sources, failures, sheet_rows):
                 continue
 
             def progress(tiles_done, tiles, base=done):
-                if bar:
+                nonlocal bar
+                if single:  # one photo, tiled (one pass reports nothing): its tile passes
+                    bar = bar or keras.utils.Progbar(tiles, unit_name="tile pass")
+                    bar.update(tiles_done)
+                else:
                     bar.update(base + tiles_done / tiles)
 
             try:
@@ -169,7 +173,7 @@ def stylize_all(nets, sources, failures, sheet_rows):
                 if row is not None:
                     row.append(fit_height(result[..., :3], 192))
             done += 1
-            if bar:
+            if not single:
                 bar.update(done)
         if row is not None and len(row) > 1:
             sheet_rows.append(row)
@@ -197,7 +201,7 @@ def main(argv):
         sys.exit(f"stylize: error: {e}")
     except KeyboardInterrupt:
         sys.exit("stylize: interrupted (everything written so far is complete)")
-    print(f"wrote {len(written)} images to {FLAGS.output}"
+    print(f"wrote {len(written)} image{'' if len(written) == 1 else 's'} to {FLAGS.output}"
           + (f"; {len(failures)} failed" if failures else ""))
     return 1 if failures else 0
 
