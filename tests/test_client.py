@@ -186,8 +186,10 @@ def test_cli_over_rest_needs_no_tensorflow(exported_model, server, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "photo.png", "stylized.png"]
 
 
-def test_cli_over_grpc_sends_upright_pictures(exported_model, server, tmp_path):
+def test_cli_over_grpc_sends_upright_pictures(exported_model, server, tmp_path, monkeypatch):
     from PIL import Image, ImageOps
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
 
     net = exported_model[2]
     original = photo(24, 36)
@@ -202,6 +204,7 @@ def test_cli_over_grpc_sends_upright_pictures(exported_model, server, tmp_path):
          f"--grpc_target={server.grpc_target}", f"--input={tmp_path / 'phone.jpg'}"],
         cwd=REPO, capture_output=True, text=True, timeout=HANG_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""  # TensorFlow (under the gRPC protos) starts quietly
     stylized = decode((tmp_path / "phone_tiny.png").read_bytes())
     assert stylized.shape == (24, 36, 3)
     expected = to_uint8(np.asarray(net(upright[np.newaxis].astype(np.float32)))[0])
