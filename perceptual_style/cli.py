@@ -5,7 +5,6 @@ import contextlib
 import importlib
 import os
 import sys
-import tempfile
 
 from absl import app, flags
 
@@ -14,7 +13,7 @@ USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 
 
 @contextlib.contextmanager
-def native_output_held():
+def native_stderr_dropped():
     """Drops what native code writes to stderr (file descriptor 2) in the block, where no
     log level reaches: TensorFlow's start-up lines (oneDNN, CUDA drivers, CPU features),
     the TFLite calibrator's and LiteRT's. TF_CPP_MIN_LOG_LEVEL=0 shows them."""
@@ -24,8 +23,8 @@ def native_output_held():
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with tempfile.TemporaryFile() as held:
-            os.dup2(held.fileno(), 2)
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
             yield
     finally:
         os.dup2(saved, 2)
@@ -33,10 +32,10 @@ def native_output_held():
 
 
 def import_quietly(modules):
-    """Imports `modules` with TensorFlow's C++ log lines below errors dropped (unless the
-    user set TF_CPP_MIN_LOG_LEVEL) and its start-up lines dropped."""
+    """Imports `modules` with TensorFlow's start-up lines and its C++ log lines below errors
+    dropped, unless the user set TF_CPP_MIN_LOG_LEVEL."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with native_output_held():
+    with native_stderr_dropped():
         for name in modules:
             importlib.import_module(name)
 

@@ -54,11 +54,11 @@ def test_flag_errors_are_one_line_before_any_backend_is_imported(program):
 
 def test_native_output_is_dropped_unless_the_user_set_a_log_level(capfd, monkeypatch):
     monkeypatch.setattr(cli, "USER_LOG_LEVEL", None)
-    with cli.native_output_held():
+    with cli.native_stderr_dropped():
         os.write(2, b"I0000 cudart_stub.cc:31] Could not find cuda drivers\n")
     print("ours", file=sys.stderr)
     assert capfd.readouterr().err == "ours\n"
     monkeypatch.setattr(cli, "USER_LOG_LEVEL", "0")
-    with cli.native_output_held():
+    with cli.native_stderr_dropped():
         os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on\n")
     assert capfd.readouterr().err == "I0000 port.cc:153] oneDNN custom operations are on\n"

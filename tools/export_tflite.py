@@ -102,7 +102,7 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
                            if shape and set(FIXED_ONLY) & set(quantizations) else None)
             for quantization in quantizations:
                 # The calibrator's and LiteRT's native info lines would cut through the bar.
-                with cli.native_output_held():
+                with cli.native_stderr_dropped():
                     model = tflite.convert(saved_model, quantization, calibration)
                     runner = tflite.Runner(model, FLAGS.threads)
                     psnrs = [tflite.psnr(runner(image), reference)
