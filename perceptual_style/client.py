@@ -397,6 +397,8 @@ def main(argv):
         sys.exit("client: error: --model is required (see --helpfull)")
     if not (FLAGS.status or FLAGS.metadata or FLAGS.input):
         sys.exit("client: error: give --input=IMAGE, --status or --metadata (see --helpfull)")
+    if FLAGS.protocol == "grpc":  # its protos load TensorFlow, whose start-up lines are not ours
+        cli.import_quietly(["tensorflow_serving.apis.prediction_service_pb2_grpc"])
     client = ServingClient(FLAGS.model, FLAGS.model_version, FLAGS.protocol, FLAGS.rest_url,
                            FLAGS.grpc_target, FLAGS.timeout, FLAGS.retries)
     try:

@@ -21,6 +21,8 @@ is decoded), fail with an InvalidArgument error naming the image and the problem
 from TensorFlow Serving). `stylize_tensor` checks height x width the same way and refuses
 NaN or infinite values; it holds its whole batch in memory, which TensorFlow Serving's
 `max_batch_size` bounds (serving/batching.config). Images of any size from 1 x 1 work.
+
+TensorFlow and Keras are imported where they are used, so that `--help` loads neither.
 """
 
 import functools
@@ -29,8 +31,6 @@ import os
 import sys
 import time
 
-import keras
-import tensorflow as tf
 from absl import flags, logging
 
 from perceptual_style import cli, saved_nets
@@ -54,6 +54,8 @@ class ExportError(Exception):
 def _header_size(data, index):
     """(height, width) read from a JPEG or PNG header, so that the pixel limit is
     checked before decoding (a small file can hold a huge image)."""
+    import tensorflow as tf
+
     is_png = tf.logical_and(tf.strings.length(data) >= 24,
                             tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE))
     is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), JPEG_SIGNATURE)
@@ -71,6 +73,8 @@ def _header_size(data, index):
 def _stylize_encoded(net, image_bytes, strength, max_pixels, encode):
     """Decodes, stylizes, blends by `strength` and re-encodes each image on its own, so
     images of different sizes share a batch and memory holds one image at a time."""
+    import tensorflow as tf
+
     count = tf.shape(image_bytes)[0]
     check = tf.debugging.Assert(
         tf.logical_or(tf.equal(tf.size(strength), 1), tf.equal(tf.size(strength), count)),
@@ -102,6 +106,9 @@ def build_archive(net, max_pixels=MAX_PIXELS, jpeg_quality=JPEG_QUALITY):
     """A `keras.export.ExportArchive` with the three signatures. The archive saves the
     variables its endpoints read, once each; `archive.track(net)` would save every
     weight a second time (its Keras variable besides the tf.Variable), doubling the size."""
+    import keras
+    import tensorflow as tf
+
     archive = keras.export.ExportArchive()
     bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes"),
                   tf.TensorSpec([None], tf.float32, name="strength")]
@@ -227,7 +234,7 @@ def main(argv):
 
 def run():
     define_flags()
-    cli.run(main, "export")
+    cli.run(main, "export", imports=["tensorflow", "keras"])
 
 
 if __name__ == "__main__":

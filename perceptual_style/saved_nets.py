@@ -16,7 +16,6 @@ import zlib
 import numpy as np
 
 from perceptual_style.atomic import atomic_write, replace_directory
-from perceptual_style.transformer_net import TransformerNet
 
 WEIGHTS_FILE = "weights.npz"
 METADATA_FILE = "metadata.json"
@@ -62,6 +61,8 @@ def read_npz(path):
 def _network(config, path):
     """The TransformerNet of a stored config, unbuilt; checked first, since a crafted one
     could ask for a huge network or not be a config at all."""
+    from perceptual_style.transformer_net import TransformerNet  # Keras: not needed by --help
+
     if not isinstance(config, dict):
         raise ValueError(f"{path}: its config is not a TransformerNet's")
     try:

@@ -12,14 +12,12 @@ atomically and an input is never overwritten.
 import os
 import sys
 
-import keras
 import numpy as np
 from absl import flags
 from PIL import Image
 
 from perceptual_style import cli, color, saved_nets, tiling
 from perceptual_style.contact_sheet import contact_sheet, fit_height
-from perceptual_style.data import list_images
 from perceptual_style.images import MAX_PIXELS, ImageError, composite_on_white, open_image
 from perceptual_style.images import save_image
 
@@ -97,6 +95,8 @@ def photo_sources(args, failures):
             except RuntimeError as e:
                 raise StylizeError(str(e)) from None
             return [(name, None, lambda a=array: Image.fromarray(a)) for name, array in photos.items()]
+    from perceptual_style.data import list_images
+
     sources = []
     for arg in args:
         try:
@@ -129,6 +129,8 @@ def skip(failures, message):
 
 
 def stylize_all(nets, sources, failures, sheet_rows):
+    import keras
+
     inputs = {os.path.realpath(path) for _, path, _ in sources if path}
     written = {}
     single = len(sources) == 1 and len(nets) == 1
@@ -159,7 +161,11 @@ def stylize_all(nets, sources, failures, sheet_rows):
                 continue
 
             def progress(tiles_done, tiles, base=done):
-                if bar:
+                nonlocal bar
+                if single:  # one photo, tiled (one pass reports nothing): its tile passes
+                    bar = bar or keras.utils.Progbar(tiles, unit_name="tile pass")
+                    bar.update(tiles_done)
+                else:
                     bar.update(base + tiles_done / tiles)
 
             try:
@@ -180,7 +186,7 @@ def stylize_all(nets, sources, failures, sheet_rows):
                 if row is not None:
                     row.append(fit_height(result[..., :3], 192))
             done += 1
-            if bar:
+            if not single:
                 bar.update(done)
         if row is not None and len(row) > 1:
             sheet_rows.append(row)
@@ -213,13 +219,13 @@ def main(argv):
     except KeyboardInterrupt:
         print("stylize: interrupted (everything written so far is complete)", file=sys.stderr)
         return 130
-    print(f"wrote {len(written)} images to {FLAGS.output}"
+    print(f"wrote {len(written)} image{'' if len(written) == 1 else 's'} to {FLAGS.output}"
           + (f"; {len(failures)} failed" if failures else ""))
     return 1 if failures else 0
 
 
 def run():
-    cli.run(main, "stylize")
+    cli.run(main, "stylize", imports=["keras"])
 
 
 if __name__ == "__main__":

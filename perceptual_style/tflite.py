@@ -21,15 +21,16 @@ Quantizations (TensorFlow Lite's post-training options):
 - `uint8`: the `int8` build with uint8 input and output, for camera pipelines.
 
 TensorFlow only (the converter is TensorFlow's); LiteRT (`ai-edge-litert`) runs the builds.
+TensorFlow and Keras are imported where they are used, so that `export_tflite.py --help`,
+which shows the constants below, loads neither.
 """
 
 import math
 import statistics
 import time
+import warnings
 
-import keras
 import numpy as np
-import tensorflow as tf
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -54,6 +55,9 @@ class TFLiteError(Exception):
 def write_saved_model(net, directory, shape=None):
     """Writes `net` as a SavedModel whose `stylize` signature takes images of `shape`
     (height, width), or of any size when `shape` is None."""
+    import keras
+    import tensorflow as tf
+
     height, width = shape or (None, None)
     archive = keras.export.ExportArchive()
     archive.add_endpoint(SIGNATURE, lambda images: {OUTPUT: net(images)}, input_signature=[
@@ -76,6 +80,8 @@ def calibration_batches(images):
 def convert(saved_model_dir, quantization, representative_images=None):
     """The TFLite flatbuffer (bytes) of the SavedModel's `stylize` signature.
     `int8` and `uint8` need `representative_images` (see `calibration_batches`)."""
+    import tensorflow as tf
+
     if quantization not in QUANTIZATIONS:
         raise TFLiteError(f"unknown quantization {quantization!r}: one of {', '.join(QUANTIZATIONS)}")
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE])
@@ -92,7 +98,11 @@ def convert(saved_model_dir, quantization, representative_images=None):
         if quantization == "uint8":
             converter.inference_input_type = converter.inference_output_type = tf.uint8
     try:
-        model = converter.convert()
+        with warnings.catch_warnings():
+            # The converter calibrates int8 builds in TensorFlow's own, deprecated
+            # interpreter; the builds themselves run in LiteRT.
+            warnings.filterwarnings("ignore", r"\s*Warning: tf\.lite\.Interpreter is deprecated")
+            model = converter.convert()
     except Exception as e:  # the converter raises ConverterError, ValueError, RuntimeError
         raise TFLiteError(f"{quantization} conversion failed: {str(e).strip().splitlines()[0]}") from None
     check_builtin_only(model)

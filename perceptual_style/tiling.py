@@ -14,16 +14,14 @@ tile, every tile would get its own tone. Two ways to share them across tiles:
   an untiled pass up to float rounding, at about 7x the work of one pass.
 - "scaled": the statistics of a copy scaled down to one window, in one extra small pass.
   Tiles still agree with each other; the result differs a little from an untiled pass.
-Backend-neutral.
+Backend-neutral. Keras is imported where it is used, so that `stylize --help`, which shows
+the defaults below, loads no backend.
 """
 
 import gc
 
 import numpy as np
-from keras import ops
 from PIL import Image
-
-from perceptual_style.transformer_net import MIN_SIDE, statistics_hook
 
 TILE_SIZE = 768
 MARGIN = 96
@@ -33,6 +31,8 @@ STATISTICS = ("exact", "scaled")
 
 def _run(net, image):
     """uint8 or float (H, W, 3) -> float32 (H, W, 3) in [0, 255], one network pass."""
+    from keras import ops
+
     batch = np.asarray(image, np.float32)[None]
     return ops.convert_to_numpy(net(batch))[0]
 
@@ -57,6 +57,10 @@ def window_fits(shape, tile_size=TILE_SIZE, margin=MARGIN):
 
 def scaled_statistics(net, image, max_side):
     """{layer path: (mean, variance)} of a copy of `image` scaled to fit `max_side`."""
+    from keras import ops
+
+    from perceptual_style.transformer_net import statistics_hook
+
     height, width = image.shape[:2]
     if max(height, width) > max_side:
         scale = max_side / max(height, width)
@@ -87,6 +91,8 @@ class _ExactStatistics:
         self._path, self._sums = None, None
 
     def __call__(self, layer, x):
+        from keras import ops
+
         if layer.path in self.values:
             return self.values[layer.path]
         self._path = layer.path
@@ -102,6 +108,8 @@ class _ExactStatistics:
     def finish_layer(self):
         """Turns the sums of the layer just measured into its statistics; False if the
         last pass measured nothing (it was the output pass)."""
+        from keras import ops
+
         if self._path is None:
             return False
         count, total, squares = self._sums
@@ -121,6 +129,8 @@ def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,
     tiled, with `statistics` "exact" or "scaled" (from a copy whose longer side is
     `statistics_side`, default one window). `progress(done, total)` follows the work.
     """
+    from perceptual_style.transformer_net import MIN_SIDE, statistics_hook
+
     if tile_size % 4 or margin % 4 or tile_size < 2 * blend or margin < blend:
         raise ValueError("tile_size and margin must be multiples of 4, with tile_size >= "
                          f"2 * blend and margin >= blend (blend = {blend})")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import BACKEND, REPO
+from conftest import BACKEND, HANG_TIMEOUT, REPO
 
 NEUTRAL = ["test_transformer_net.py", "test_losses.py", "test_trainer.py", "test_data.py",
            "test_tiling.py", "test_optimize.py"]
@@ -20,6 +20,6 @@ def test_backend_neutral_tests_pass_on_jax():
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
         cwd=REPO, env={**os.environ, "KERAS_BACKEND": "jax", "PERCEPTUAL_STYLE_NO_TENSORFLOW": "1"}, capture_output=True, text=True,
-        timeout=1800)
+        timeout=HANG_TIMEOUT)
     assert result.returncode == 0, result.stdout[-6000:]
     assert " passed" in result.stdout.splitlines()[-1]

@@ -3,6 +3,7 @@ their shape) and flops.py counts the network's arithmetic."""
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, photo, tensorflow_only
+from conftest import HANG_TIMEOUT, REPO, photo, tensorflow_only
 from perceptual_style.flops import multiply_accumulates
 from perceptual_style.saved_nets import save_transformer
 from perceptual_style.transformer_net import TransformerNet
@@ -18,7 +19,7 @@ from perceptual_style.transformer_net import TransformerNet
 
 def benchmark(*args):
     return subprocess.run([sys.executable, "tools/benchmark.py", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=HANG_TIMEOUT)
 
 
 def positive(value):
@@ -68,6 +69,26 @@ def test_speed_benchmark_smoke(tmp_path):
     assert "| tensorflow | 1 x 32x32 |" in result.stdout
     with Image.open(tmp_path / "latency-smoke.png") as plot:
         assert plot.format == "PNG" and plot.size[0] > 100
+
+
+@tensorflow_only
+def test_speed_benchmark_without_matplotlib_writes_its_json_and_a_notice(tmp_path):
+    """Without the `bench` extra the measurements still count: one line says why there is
+    no plot, and the exit status is 0."""
+    code = ("import runpy, sys\n"
+            "sys.modules['matplotlib'] = None  # as if the bench extra were not installed\n"
+            "sys.argv = sys.argv[1:]\n"
+            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    result = subprocess.run(
+        [sys.executable, "-c", code, "tools/benchmark.py", "--paths=keras", "--sizes=32x32",
+         "--repeats=1", "--batch=0", "--train_backends=", "--matmul_size=64",
+         f"--output_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+        timeout=HANG_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ('benchmark: no latency plot: matplotlib is not installed (pip install -e ".[bench]")'
+            in result.stderr.splitlines())
+    assert "| keras | 32x32 |" in result.stdout
+    assert sorted(os.listdir(tmp_path)) == ["speed.json"]
 
 
 def test_quality_benchmark_smoke(tmp_path, net):

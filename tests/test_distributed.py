@@ -14,14 +14,13 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO, run_cli, write_photos
+from conftest import HANG_TIMEOUT, REPO, run_cli, write_photos
 from perceptual_style.checkpoint import checkpoint_path, checkpoint_step
 from perceptual_style.distribute import DistributeError, cluster_config, is_chief
 from perceptual_style.saved_nets import load_metadata
 from test_train_cli import last_line, tiny_args
 
 STEPS = 10  # cluster runs; a killed one must have checkpointed before this
-TIMEOUT = 300  # seconds: a hung collective must not hang CI
 TENSORFLOW = {"KERAS_BACKEND": "tensorflow", "PYTHONUNBUFFERED": "1"}
 JAX = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 CLUSTER_FLAGS = dict(strategy="multi_worker", batch_size=4, scale_learning_rate=True, log_every=1)
@@ -124,7 +123,7 @@ class Cluster:
         self.logs[index].flush()
         return (self.folder / f"worker{index}.log").read_text()
 
-    def wait(self, timeout=TIMEOUT):
+    def wait(self, timeout=HANG_TIMEOUT):
         deadline = time.time() + timeout
         for process in self.processes:
             process.wait(timeout=max(1, deadline - time.time()))
@@ -229,7 +228,7 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(cluster_run):
     # The workers' shares make up the global batch: one device on it logs the same losses.
     one_device = tiny_args(folder, 2, batch_size=4, learning_rate=2e-3, log_every=1,
                            **outputs_in(folder / "one_device"))
-    result = run_cli(one_device, env=TENSORFLOW, timeout=TIMEOUT)
+    result = run_cli(one_device, env=TENSORFLOW)
     assert result.returncode == 0, result.stderr[-3000:]
     expected = scalars(folder / "one_device" / "logs" / "stripes", "loss/total")
     # Equal at step 1; step 2 carries one update summed in another order (measured 3.0e-5
@@ -245,13 +244,13 @@ def test_a_killed_worker_then_a_restarted_cluster_resume_at_the_checkpoint(tmp_p
     checkpoints = folder / "checkpoints" / "stripes"
     long_run = tiny_args(folder, 200, **CLUSTER_FLAGS)
     with Cluster(folder, [long_run, long_run]) as cluster:
-        deadline = time.time() + TIMEOUT
+        deadline = time.time() + HANG_TIMEOUT
         while checkpoint_step(str(checkpoints)) < 2:
             assert time.time() < deadline, "no checkpoint appeared"
             assert cluster.processes[0].poll() is None, cluster.output(0)[-3000:]
             time.sleep(0.05)
         cluster.processes[1].kill()  # SIGKILL
-        cluster.processes[0].wait(timeout=120)
+        cluster.processes[0].wait(timeout=HANG_TIMEOUT)
         chief = cluster.output(0)
     assert cluster.processes[0].returncode == 1
     assert "lost another worker of the cluster" in last_line(chief) and "Traceback" not in chief
@@ -293,13 +292,12 @@ def test_workers_that_restored_different_steps_stop_in_one_line(cluster_run):
 def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     folder = make_workdir(tmp_path)
     runs = {"one": folder / "one", "two": folder / "two"}
-    result = run_cli(tiny_args(folder, 4, batch_size=4, **outputs_in(runs["one"])), env=TENSORFLOW,
-                     timeout=TIMEOUT)
+    result = run_cli(tiny_args(folder, 4, batch_size=4, **outputs_in(runs["one"])), env=TENSORFLOW)
     assert result.returncode == 0, result.stderr[-3000:]
     two = tiny_args(folder, 4, batch_size=4, strategy="mirrored", **outputs_in(runs["two"]))
     result = subprocess.run([sys.executable, "-c", TWO_CPUS, *flags_of(two)], cwd=REPO,
                             env={**os.environ, **TENSORFLOW}, capture_output=True, text=True,
-                            timeout=TIMEOUT)
+                            timeout=HANG_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 replica(s), global batch 4 (2 per replica)" in result.stderr
     metadata = [load_metadata(str(runs[k] / "savedNets" / "stripes")) for k in ("one", "two")]
@@ -324,7 +322,7 @@ def test_jax_data_parallel_on_two_devices_matches_one_device(tmp_path):
         args = tiny_args(folder, 4, batch_size=4, strategy=strategy, **outputs_in(run))
         result = subprocess.run([sys.executable, "-c", JAX_ONLY, *flags_of(args)], cwd=REPO,
                                 env={**os.environ, **JAX}, capture_output=True, text=True,
-                                timeout=TIMEOUT)
+                                timeout=HANG_TIMEOUT)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "tensorflow imported: False" in result.stdout
         metadata = load_metadata(str(run / "savedNets" / "stripes"))
@@ -349,7 +347,7 @@ def test_jax_data_parallel_on_two_devices_matches_one_device(tmp_path):
 ])
 def test_strategies_that_cannot_run_fail_in_one_line(tmp_path, flags, env, message):
     make_workdir(tmp_path)
-    result = run_cli(tiny_args(tmp_path, 2, **flags), env=env, timeout=TIMEOUT)
+    result = run_cli(tiny_args(tmp_path, 2, **flags), env=env)
     assert result.returncode == 1
     assert message in last_line(result.stderr) and "Traceback" not in result.stderr
 

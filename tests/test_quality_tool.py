@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from conftest import REPO, photo
+from conftest import HANG_TIMEOUT, REPO, photo
 from perceptual_style.saved_nets import save_transformer
 
 
@@ -35,7 +35,7 @@ def test_quality_table_for_an_untrained_style(tmp_path, net):
     result = subprocess.run(
         [sys.executable, "tools/quality.py", f"--saved_dir={tmp_path / 'nets'}",
          f"--photos={photos}", "--size=32", f"--json={report}"],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_TIMEOUT)
     assert "Traceback" not in result.stderr
     rows = {r["style"]: r for r in json.loads(report.read_text())}
     assert sorted(rows) == ["blown", "toy"]

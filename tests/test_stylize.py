@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from conftest import photo, run_cli
-from perceptual_style import color
+from perceptual_style import color, tiling
 from perceptual_style.saved_nets import save_transformer
 
 
@@ -152,14 +152,21 @@ def test_ctrl_c_exits_130(tmp_path, saved_dir):
         "stylize: interrupted (everything written so far is complete)")
 
 
-def test_tiled_cli_output_agrees_with_untiled(tmp_path, saved_dir):
+def test_tiled_cli_output_agrees_with_untiled(tmp_path, saved_dir, net, monkeypatch):
     """Tiles of 64 on a 300 x 220 photo against one pass: the same PNG up to one grey level
-    of rounding, everywhere."""
+    of rounding, everywhere. The tiled run shows its progress (4 x 5 tiles, one pass per
+    normalization layer and the output pass); the console has only our own lines."""
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    passes = 20 * (1 + len(tiling.scaled_statistics(net, photo(16, 16), 16)))
     Image.fromarray(photo(220, 300)).save(tmp_path / "photo.png")
     for name, tile in (("tiled", 64), ("whole", 1024)):
         result = stylize([f"--output={tmp_path / name}.png", f"--tile_size={tile}",
                           str(tmp_path / "photo.png")], saved_dir)
         assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert result.stdout.endswith(f"wrote 1 image to {tmp_path / name}.png\n")
+        assert (f"{passes}/{passes}" in result.stdout) == (name == "tiled")
+        assert ("tile pass" in result.stdout) == (name == "tiled")
     difference = np.abs(read(tmp_path / "tiled.png") - read(tmp_path / "whole.png"))
     assert difference.max() <= 1 and difference.mean() < 0.01
 

@@ -4,12 +4,13 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import REPO, photo, tensorflow_only
+from conftest import HANG_TIMEOUT, REPO, photo, tensorflow_only
 
 pytestmark = tensorflow_only
 tf = pytest.importorskip("tensorflow")
@@ -131,6 +132,19 @@ def test_resizable_build_runs_at_two_sizes(builds, style_net):
         assert tflite.psnr(output, keras_output(style_net, image)) >= 40
 
 
+def test_calibrating_and_running_warn_of_no_deprecated_interpreter(style_net, tmp_path):
+    """Builds run in LiteRT; the converter's calibration in TensorFlow's deprecated
+    tf.lite.Interpreter is not reported as ours."""
+    tflite.write_saved_model(style_net, str(tmp_path / "fixed"), SIZE)
+    calibration = tflite.calibration_batches([photo(*SIZE, seed=s) for s in range(2)])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = tflite.convert(str(tmp_path / "fixed"), "int8", calibration)
+        tflite.Runner(model)(photo(*SIZE, seed=25))
+    assert [str(w.message) for w in caught if "Interpreter" in str(w.message)] == []
+    assert type(tflite.interpreter(model)).__module__ == "ai_edge_litert.interpreter"
+
+
 def test_mobile_network_needs_no_mirror_pad(tmp_path):
     keras.utils.set_random_seed(3)
     net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
@@ -146,10 +160,11 @@ def test_mobile_network_needs_no_mirror_pad(tmp_path):
 def run_tool(*args):
     return subprocess.run([sys.executable, "tools/export_tflite.py", *args], cwd=REPO,
                           env={**os.environ, "PYTHONPATH": REPO}, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=HANG_TIMEOUT)
 
 
-def test_cli_builds_verifies_and_reports(tiny_style, tmp_path):
+def test_cli_builds_verifies_and_reports(tiny_style, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     photos = tmp_path / "photos"
     photos.mkdir()
     from PIL import Image
@@ -163,6 +178,7 @@ def test_cli_builds_verifies_and_reports(tiny_style, tmp_path):
                       f"--calibration_photos={photos}", "--resizable_eval_size=42x58",
                       "--runs=1")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""  # no start-up, converter or LiteRT lines across the progress bar
     rows = json.loads((tmp_path / "out" / "toy" / "report.json").read_text())
     # The resizable build is not made full-integer (int8 and uint8 are fixed-shape only).
     assert [(r["size"], r["quantization"]) for r in rows] == [

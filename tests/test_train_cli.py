@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import BACKEND, REPO, run_cli
+from conftest import BACKEND, HANG_TIMEOUT, REPO, run_cli
 from perceptual_style.checkpoint import checkpoint_path, checkpoint_step
 from perceptual_style.saved_nets import load_metadata, load_transformer
 
@@ -99,7 +99,7 @@ def start_training(workdir, steps):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_checkpoint(workdir, process, minimum_step=2, timeout=300):
+def wait_for_checkpoint(workdir, process, minimum_step=2, timeout=HANG_TIMEOUT):
     path = checkpoint_path(str(workdir / "checkpoints" / "stripes"))
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -129,7 +129,7 @@ def test_sigint_checkpoints_and_exits_130(workdir):
     process = start_training(workdir, steps=500)
     wait_for_checkpoint(workdir, process)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=HANG_TIMEOUT)
     assert process.returncode == 130, stderr[-3000:]
     step = checkpoint_step(str(workdir / "checkpoints" / "stripes"))
     assert f"Interrupted at step {step} of 500" in stdout
@@ -193,7 +193,7 @@ def test_trains_on_jax_without_tensorflow(workdir):
             "except SystemExit as e:\n    assert not e.code, e.code\n"
             "print('tensorflow imported:', 'tensorflow' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=600)
+                            env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=HANG_TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tensorflow imported: False" in result.stdout
     metadata = load_metadata(str(workdir / "savedNets" / "stripes"))

@@ -338,7 +338,12 @@ def output_path(stem, extension):
 
 
 def plot_latency(inference, path):
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the measurements are in the JSON; the plot is the `bench` extra's
+        print('benchmark: no latency plot: matplotlib is not installed (pip install -e ".[bench]")',
+              file=sys.stderr)
+        return
 
     matplotlib.use("Agg")
     from matplotlib import pyplot

@@ -15,14 +15,12 @@ import os
 import sys
 import tempfile
 
-import keras
 import numpy as np
 from absl import flags, logging
 from PIL import Image, ImageOps
 
 from perceptual_style import cli, saved_nets, tflite
 from perceptual_style.atomic import atomic_write, writable_folder
-from perceptual_style.data import list_images
 from perceptual_style.export import ExportError, style_sources
 from perceptual_style.images import ImageError, composite_on_white, open_image
 
@@ -74,6 +72,8 @@ def size_label(shape):
 
 
 def load_photos(source, count):
+    from perceptual_style.data import list_images
+
     return [composite_on_white(open_image(f)) for f in list_images(source)[:count]]
 
 
@@ -84,6 +84,8 @@ def fit(photo, shape):
 
 def convert_style(name, folder, shapes, eval_photos, calibration_photos, progress):
     """Makes, writes and measures every build of one style; returns the report rows."""
+    import keras
+
     net = saved_nets.load_transformer(folder)
     out_dir = os.path.join(FLAGS.output_dir, name)
     rows = []
@@ -99,12 +101,14 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
             calibration = (tflite.calibration_batches([fit(p, shape) for p in calibration_photos])
                            if shape and set(FIXED_ONLY) & set(quantizations) else None)
             for quantization in quantizations:
-                model = tflite.convert(saved_model, quantization, calibration)
+                # The calibrator's and LiteRT's native info lines would cut through the bar.
+                with cli.native_stderr_dropped():
+                    model = tflite.convert(saved_model, quantization, calibration)
+                    runner = tflite.Runner(model, FLAGS.threads)
+                    psnrs = [tflite.psnr(runner(image), reference)
+                             for image, reference in zip(images, references)]
                 path = os.path.join(out_dir, f"{name}_{label}_{quantization}.tflite")
                 atomic_write(path, lambda f: f.write(model))
-                runner = tflite.Runner(model, FLAGS.threads)
-                psnrs = [tflite.psnr(runner(image), reference)
-                         for image, reference in zip(images, references)]
                 details = tflite.signature_details(model)
                 rows.append({
                     "style": name, "size": label, "measured_at": size_label(eval_shape),
@@ -138,6 +142,8 @@ def main(argv):
     if len(argv) > 1:
         sys.exit(f"export_tflite: error: unexpected arguments: {' '.join(argv[1:])} "
                  "(flags are --name=value)")
+    import keras
+
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs INFO lines per build
     try:
         unknown = sorted(set(FLAGS.quantizations) - set(tflite.QUANTIZATIONS))
@@ -167,4 +173,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, "export_tflite")
+    cli.run(main, "export_tflite", imports=["tensorflow", "keras"])

@@ -1,0 +1,64 @@
+"""What the command-line tools share (perceptual_style/cli.py): help and flag errors come
+before any backend is imported, help exits 0, and the console carries only our own lines."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import HANG_TIMEOUT, REPO
+from perceptual_style import cli
+
+# program: (what runs it, one of its flags)
+TOOLS = {"stylize": ("perceptual_style.stylize", "--tile_size"),
+         "export": ("perceptual_style.export", "--models_dir"),
+         "client": ("perceptual_style.client", "--protocol"),
+         "export_tflite": ("tools/export_tflite.py", "--quantizations")}
+# Prints, at exit, which of the modules that load a backend the tool imported.
+RUN = """import atexit, runpy, sys
+atexit.register(lambda: print("imported:", [m for m in ("keras", "tensorflow", "jax")
+                                            if m in sys.modules]))
+tool, sys.argv = sys.argv[1], sys.argv[1:]
+if tool.endswith(".py"):
+    runpy.run_path(tool, run_name="__main__")
+else:
+    runpy.run_module(tool, run_name="__main__", alter_sys=True)
+"""
+
+
+def run_tool(program, *args):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run([sys.executable, "-c", RUN, TOOLS[program][0], *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=HANG_TIMEOUT)
+
+
+@pytest.mark.parametrize("program", TOOLS)
+@pytest.mark.parametrize("flag", ["--help", "--helpfull"])
+def test_help_exits_0_before_any_backend_is_imported(program, flag):
+    result = run_tool(program, flag)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert f"  {TOOLS[program][1]}: " in result.stdout
+    assert result.stdout.splitlines()[-1] == "imported: []"
+
+
+@pytest.mark.parametrize("program", TOOLS)
+def test_flag_errors_are_one_line_before_any_backend_is_imported(program):
+    result = run_tool(program, "--no_such_flag=1")
+    assert result.returncode == 1
+    assert result.stderr == (f"{program}: error: Unknown command line flag 'no_such_flag' "
+                             "(see --helpfull)\n")
+    assert result.stdout == "imported: []\n"
+
+
+def test_native_output_is_dropped_unless_the_user_set_a_log_level(capfd, monkeypatch):
+    monkeypatch.setattr(cli, "USER_LOG_LEVEL", None)
+    with cli.native_stderr_dropped():
+        os.write(2, b"I0000 cudart_stub.cc:31] Could not find cuda drivers\n")
+    print("ours", file=sys.stderr)
+    assert capfd.readouterr().err == "ours\n"
+    monkeypatch.setattr(cli, "USER_LOG_LEVEL", "0")
+    with cli.native_stderr_dropped():
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on\n")
+    assert capfd.readouterr().err == "I0000 port.cc:153] oneDNN custom operations are on\n"
