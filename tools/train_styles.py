@@ -4,8 +4,9 @@ Each round runs `python -m perceptual_style.train --flagfile=styles/<name>.flags
 for every style, with S growing by --round_steps each round. Every run resumes from the
 style's checkpoint and refreshes `savedNets/<name>/`, so stopping this at any point leaves
 every style trained as far as the machine got (its metadata says how far). With
---time_budget, each run gets what is left of it, and no run starts with under a minute
-left. Flags after `--` go to every training run:
+--time_budget, each run gets an equal share of what is left among the styles still to run
+in the round, and none starts with under a minute left. Flags after `--` go to every
+training run:
 
     python tools/train_styles.py --styles=snight,wave --steps=10000 --round_steps=500 \
         --time_budget=2h -- --content_dir=PHOTOS
@@ -47,14 +48,16 @@ def main(argv):
     target = 0
     while target < FLAGS.steps:
         target = min(target + FLAGS.round_steps, FLAGS.steps)
-        for name in names:
+        for done, name in enumerate(names):
             budget = []
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left < 60:
                     print("== time budget spent", flush=True)
                     return 0
-                budget = [f"--time_budget={left:.0f}s"]
+                # An equal share of what is left for each style still to run this round,
+                # so a slow machine cannot spend the whole budget on the first style.
+                budget = [f"--time_budget={left / (len(names) - done):.0f}s"]
             print(f"== {name}: to step {target} of {FLAGS.steps}", flush=True)
             cmd = [sys.executable, "-m", "perceptual_style.train",
                    f"--flagfile=styles/{name}.flags", f"--steps={target}", *budget, *extra]
