@@ -168,14 +168,6 @@ def export_style(net, style_dir, version=None, max_pixels=MAX_PIXELS, jpeg_quali
     return int(os.path.basename(path)), path
 
 
-def saved_styles(saved_dir):
-    """Names of the trained styles in `saved_dir` (hidden folders are saves in progress)."""
-    if not os.path.isdir(saved_dir):
-        return []
-    return sorted(name for name in os.listdir(saved_dir) if not name.startswith(".")
-                  and os.path.isfile(os.path.join(saved_dir, name, saved_nets.WEIGHTS_FILE)))
-
-
 def directory_size(path):
     return sum(os.path.getsize(os.path.join(root, name))
                for root, _, names in os.walk(path) for name in names)
@@ -203,7 +195,7 @@ def style_sources():
     if FLAGS.all == bool(FLAGS.style):
         raise ExportError("give --style=NAME[,NAME...] or --all (see --helpfull)")
     if FLAGS.all:
-        names = saved_styles(FLAGS.saved_dir)
+        names = saved_nets.list_styles(FLAGS.saved_dir)
         if not names:
             raise ExportError(f"no trained styles in {FLAGS.saved_dir}/ (train one with "
                               "perceptual_style.train first)")

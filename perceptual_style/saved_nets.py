@@ -79,6 +79,15 @@ def find_saved_dir(saved_dir):
     return REPO_SAVED_DIR
 
 
+def list_styles(saved_dir):
+    """Sorted names of the trained styles in `saved_dir`. Hidden folders are skipped: they
+    are saves in progress, or left (`.tmp-*`) by a save that was killed."""
+    if not os.path.isdir(saved_dir):
+        return []
+    return sorted(name for name in os.listdir(saved_dir) if not name.startswith(".")
+                  and os.path.isfile(os.path.join(saved_dir, name, WEIGHTS_FILE)))
+
+
 def resolve(name_or_path, saved_dir=DEFAULT_DIR):
     """A style name in `saved_dir`, or a folder, -> the folder holding its weights."""
     for directory in (name_or_path, os.path.join(saved_dir, name_or_path)):
@@ -98,7 +107,7 @@ def load_transformer(name_or_path, saved_dir=DEFAULT_DIR):
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path}: not a readable style weights file ({e!s:.200})") from None
     net = _network(config, path)
-    net(np.zeros((1, 16, 16, 3), np.float32))  # builds the variables
+    net.build((None, None, None, 3))
     expected = [tuple(w.shape) for w in net.weights]
     if [w.shape for w in weights] != expected:
         raise ValueError(f"{path}: weights do not match the architecture in its config")

@@ -59,12 +59,7 @@ class StylizeError(Exception):
 
 
 def style_names(directory):
-    if FLAGS.style != ["all"]:
-        return FLAGS.style
-    # Hidden folders are saves in progress, or left by a save that was killed.
-    names = sorted(name for name in os.listdir(directory) if not name.startswith(".") and
-                   os.path.isfile(os.path.join(directory, name, saved_nets.WEIGHTS_FILE))
-                   ) if os.path.isdir(directory) else []
+    names = FLAGS.style if FLAGS.style != ["all"] else saved_nets.list_styles(directory)
     if not names:
         raise StylizeError(f"no trained styles in {directory}/ (train one with "
                            "python -m perceptual_style.train)")

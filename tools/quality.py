@@ -17,7 +17,6 @@ Prints a markdown table of the means over the photos; exits 1 if any style fails
 """
 
 import json
-import os
 import sys
 
 import numpy as np
@@ -105,9 +104,8 @@ def main(argv):
         files = list_images(FLAGS.photos)[: FLAGS.num_photos]
         photos = [np.asarray(resize_shorter_side(composite_on_white(open_image(f)), FLAGS.size))
                   for f in files]
-        names = FLAGS.styles or sorted(
-            n for n in os.listdir(FLAGS.saved_dir)
-            if os.path.isfile(os.path.join(FLAGS.saved_dir, n, saved_nets.WEIGHTS_FILE)))
+        FLAGS.saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
+        names = FLAGS.styles or saved_nets.list_styles(FLAGS.saved_dir)
         results = [measure(name, photos) for name in names]
     except (FileNotFoundError, ImageError, KeyError, ValueError) as e:
         sys.exit(f"quality: error: {e}")
