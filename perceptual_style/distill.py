@@ -23,7 +23,7 @@ from absl import flags
 
 from perceptual_style import cli, saved_nets
 from perceptual_style.data import ImageFolderDataset, list_images
-from perceptual_style.transformer_net import ARCHITECTURES, TransformerNet
+from perceptual_style.transformer_net import ARCHITECTURES, INPUT_SHAPE, TransformerNet
 
 FLAGS = flags.FLAGS
 
@@ -52,7 +52,8 @@ def distill(teacher, student, files, steps, image_size=192, batch_size=4, learni
     """Trains `student` (built in place) to match `teacher` on random crops of `files` for
     `steps` (rounded up to a multiple of `log_every`); returns the mean loss of every
     `log_every` steps."""
-    student(np.zeros((1, 16, 16, 3), np.float32))
+    if not student.built:
+        student.build(INPUT_SHAPE)
     student.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
     epochs = -(-steps // log_every)
     crops = ImageFolderDataset(files, image_size, batch_size, epochs * log_every, seed=seed)

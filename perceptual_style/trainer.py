@@ -10,10 +10,10 @@ Nothing here imports TensorFlow when the backend is JAX.
 """
 
 import keras
-import numpy as np
 from keras import ops
 
 from perceptual_style.losses import PerceptualLoss
+from perceptual_style.transformer_net import INPUT_SHAPE
 
 LOSS_NAMES = ("content", "style", "tv", "total")
 
@@ -23,7 +23,8 @@ class StyleTransferTrainer(keras.Model):
                  style_layers=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0,
                  **kwargs):
         super().__init__(**kwargs)
-        transformer(np.zeros((1, 16, 16, 3), np.float32))  # creates its variables
+        if not transformer.built:
+            transformer.build(INPUT_SHAPE)
         self.transformer = transformer
         self.loss_network = loss_network
         self.perceptual_loss = PerceptualLoss(loss_network, style_image, content_layer,

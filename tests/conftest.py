@@ -66,11 +66,11 @@ def photo(height=32, width=48, seed=0):
 @pytest.fixture(scope="module")
 def net():
     """An untrained network with perturbed weights (so every layer matters)."""
-    from perceptual_style.transformer_net import TransformerNet
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
     keras.utils.set_random_seed(1)
     model = TransformerNet()
-    model(np.zeros((1, 16, 16, 3), np.float32))
+    model.build(INPUT_SHAPE)
     rng = np.random.default_rng(1)
     model.set_weights([w + rng.normal(0, 0.05, w.shape).astype(np.float32)
                        for w in model.get_weights()])
@@ -81,11 +81,11 @@ def net():
 def tiny_style(tmp_path_factory):
     """A style with initialized (untrained) weights, saved the way training saves one."""
     from perceptual_style.saved_nets import save_transformer
-    from perceptual_style.transformer_net import TransformerNet
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
     keras.utils.set_random_seed(0)
     net = TransformerNet()
-    net(np.zeros((1, 16, 16, 3), np.float32))
+    net.build(INPUT_SHAPE)
     folder = tmp_path_factory.mktemp("savedNets") / "tiny"
     save_transformer(net, str(folder))
     return folder

@@ -9,8 +9,9 @@ import pytest
 
 from conftest import REPO
 from perceptual_style.saved_nets import load_metadata, load_transformer, save_transformer
-from perceptual_style.transformer_net import (InstanceNormalization, NearestUpsampling2D,
-                                              ReflectionPadding2D, TransformerNet)
+from perceptual_style.transformer_net import (INPUT_SHAPE, InstanceNormalization,
+                                              NearestUpsampling2D, ReflectionPadding2D,
+                                              TransformerNet)
 from weight_files import damaged_copies
 
 
@@ -23,6 +24,21 @@ def test_output_has_input_size_and_range(upsampling, height, width):
     assert out.shape == (2, height, width, 3)
     assert out.min() >= 0 and out.max() <= 255
     assert np.std(out) > 0
+
+
+@pytest.mark.parametrize("config", [{}, {"upsampling": "transpose"},
+                                    {"arch": "mobile", "width_multiplier": 0.25}])
+def test_build_creates_every_weight_without_an_image(config):
+    built = TransformerNet(**config)
+    built.build(INPUT_SHAPE)
+    called = TransformerNet(**config)
+    called(np.zeros((1, 16, 16, 3), "float32"))
+    assert built.built and len(built.weights) == len(called.weights) > 0
+    assert [w.shape for w in built.weights] == [w.shape for w in called.weights]
+    called.set_weights(built.get_weights())
+    image = np.random.default_rng(2).uniform(0, 255, (1, 20, 28, 3)).astype("float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(built(image)),
+                                  keras.ops.convert_to_numpy(called(image)))
 
 
 def test_paper_architecture():
@@ -140,7 +156,7 @@ def test_configs_beyond_any_network_are_refused_before_building(config, message)
 def small_net(seed=8):
     keras.utils.set_random_seed(seed)
     net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
-    net(np.zeros((1, 16, 16, 3), "float32"))
+    net.build(INPUT_SHAPE)
     return net
 
 

@@ -208,11 +208,11 @@ def seeded_net():
     """Speed does not depend on the weights: an untrained network, the same every run."""
     import keras
 
-    from perceptual_style.transformer_net import TransformerNet
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
     keras.utils.set_random_seed(0)
     net = TransformerNet()
-    net(np.zeros((1, 16, 16, 3), np.float32))
+    net.build(INPUT_SHAPE)
     return net
 
 
@@ -429,12 +429,6 @@ def print_speed(report):
 
 # --- Quality against pixel optimization ------------------------------------------------
 
-def resolve_saved_dir():
-    if os.path.isdir(FLAGS.saved_dir) or FLAGS.saved_dir != saved_nets.DEFAULT_DIR:
-        return FLAGS.saved_dir
-    return os.path.join(REPO, saved_nets.DEFAULT_DIR)
-
-
 def trained_loss(metadata):
     """The PerceptualLoss a saved style was trained with, from its metadata."""
     from perceptual_style.images import load_rgb
@@ -472,7 +466,7 @@ def quality():
     unknown = sorted(set(FLAGS.optimizers) - set(OPTIMIZERS))
     if unknown:
         raise BenchmarkError(f"unknown --optimizers {unknown}; choose from {list(OPTIMIZERS)}")
-    saved_dir = resolve_saved_dir()
+    saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
     net = saved_nets.load_transformer(FLAGS.style, saved_dir)
     metadata = saved_nets.load_metadata(FLAGS.style, saved_dir)
     loss = trained_loss(metadata)
