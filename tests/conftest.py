@@ -1,9 +1,13 @@
 """Shared fixtures. Tests run on the Keras backend of the environment (TensorFlow unless
 KERAS_BACKEND says otherwise); test_backends.py reruns the backend-neutral ones on JAX."""
 
+import contextlib
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
 
 if os.environ.get("PERCEPTUAL_STYLE_NO_TENSORFLOW"):
     import no_tensorflow  # noqa: F401  (must precede importing Keras)
@@ -52,6 +56,19 @@ def run_cli(args, env=None, timeout=HANG_TIMEOUT, **kwargs):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+@contextlib.contextmanager
+def served(folder):
+    """Serves `folder` over HTTP on loopback; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def photo(height=32, width=48, seed=0):

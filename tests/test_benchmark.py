@@ -138,7 +138,8 @@ def test_quality_benchmark_smoke(tmp_path, net):
 @pytest.mark.parametrize("args, message", [
     (["--sizes=big"], "--sizes must be WIDTHxHEIGHT"),
     (["--paths=tpu", "--sizes=32x32"], "unknown --paths ['tpu']"),
-    (["--quality", "--saved_dir=/nonexistent", "--style=toy"], "no trained style 'toy'"),
+    (["--quality", "--saved_dir=/nonexistent", "--style=toy", "--photos=x"],
+     "no trained style 'toy'"),
 ])
 def test_bad_flags_are_one_line(args, message):
     result = benchmark(*args)
