@@ -17,7 +17,8 @@ import keras
 import numpy as np
 from absl import logging
 
-from perceptual_style.images import IMAGE_EXTENSIONS, ImageError, load_rgb
+from perceptual_style.images import IMAGE_EXTENSIONS, ImageError, composite_on_white, open_image
+from perceptual_style.images import resize_shorter_side
 
 
 def list_images(source):
@@ -77,7 +78,8 @@ class SkippedFiles:
 
 def decode_training_image(path, image_size):
     """An RGB uint8 array whose shorter side is `image_size`, ready for a random crop."""
-    return load_rgb(path, shorter_side=image_size)
+    image = composite_on_white(open_image(path))
+    return np.asarray(resize_shorter_side(image, image_size), dtype=np.uint8)
 
 
 def check_readable(files, image_size):

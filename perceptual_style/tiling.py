@@ -21,8 +21,7 @@ the defaults below, loads no backend.
 import gc
 
 import numpy as np
-
-from perceptual_style.images import fit_longer_side
+from PIL import Image
 
 TILE_SIZE = 768
 MARGIN = 96
@@ -62,8 +61,11 @@ def scaled_statistics(net, image, max_side):
 
     from perceptual_style.transformer_net import statistics_hook
 
-    if max(image.shape[:2]) > max_side:
-        image = np.asarray(fit_longer_side(image, max_side, minimum=4))
+    height, width = image.shape[:2]
+    if max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        size = (max(4, round(width * scale)), max(4, round(height * scale)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR, reducing_gap=2.0))
     statistics = {}
 
     def record(layer, x):
