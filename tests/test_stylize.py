@@ -133,21 +133,26 @@ def test_ctrl_c_exits_130(tmp_path, saved_dir):
     import sys
     import time
 
-    from conftest import REPO
+    from conftest import HANG_TIMEOUT, REPO
 
-    for i in range(60):
-        Image.fromarray(photo(256, 256, seed=i)).save(tmp_path / f"p{i:02d}.png")
+    # Enough photos that the run is still busy long after its first finished output, however
+    # loaded the machine: the signal must land inside main, not after it.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(400):
+        Image.fromarray(photo(256, 256, seed=i % 20)).save(photos / f"p{i:03d}.png")
     out = tmp_path / "out"
     process = subprocess.Popen(
         [sys.executable, "-m", "perceptual_style.stylize", f"--saved_dir={saved_dir}",
-         "--style=toy", f"--output={out}", str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE,
+         "--style=toy", f"--output={out}", str(photos)], cwd=REPO, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    while not (out.exists() and os.listdir(out)):  # stylizing, inside main
+    while not (out.exists() and [n for n in os.listdir(out) if not n.startswith(".")]):
         assert process.poll() is None, process.communicate()[1][-3000:]
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=600)
-    assert process.returncode == 130, stderr[-3000:]
+    stdout, stderr = process.communicate(timeout=HANG_TIMEOUT)
+    assert process.returncode == 130, (stdout[-2000:], stderr[-3000:])
+    assert len(os.listdir(out)) < 400
     assert stderr.strip().splitlines()[-1] == (
         "stylize: interrupted (everything written so far is complete)")
 
