@@ -2,7 +2,9 @@
 
 Photos are scaled so their shorter side is `image_size` and randomly cropped to `crop_size`
 squares: a crop smaller than the photo keeps the content's scale (what the network sees at
-inference) while a step costs less. The order in which training sees images is a pure function of (seed, global step): a fresh
+inference) while a step costs less.
+
+The order in which training sees images is a pure function of (seed, global step): a fresh
 permutation of the files each epoch. A resumed run therefore continues exactly where the
 interrupted one stopped, and the tf.data pipeline (`tf_data.py`) and the Pillow loader here
 (used on the JAX backend) draw the same files. Unreadable files are skipped and counted.

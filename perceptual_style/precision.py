@@ -14,27 +14,25 @@ _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags (empty where /proc/cpuinfo does not exist)."""
+def _cpuinfo(key, cpuinfo):
+    """The value of the first `key` line of /proc/cpuinfo (None where there is none)."""
     try:
         with open(cpuinfo) as f:
             for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_model(cpuinfo="/proc/cpuinfo"):
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("model name"):
+                if line.startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return "unknown CPU"
+    return None
+
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (empty where /proc/cpuinfo does not exist)."""
+    return set((_cpuinfo("flags", cpuinfo) or "").split())
+
+
+def cpu_model(cpuinfo="/proc/cpuinfo"):
+    return _cpuinfo("model name", cpuinfo) or "unknown CPU"
 
 
 def machine_description(cpuinfo="/proc/cpuinfo"):
