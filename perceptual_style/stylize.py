@@ -26,8 +26,7 @@ FILE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # an --output ending so names one f
 
 flags.DEFINE_list("style", ["all"], "Styles to apply: names in --saved_dir (or folders "
                   "holding a weights.npz), comma-separated, or 'all'.")
-flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Folder of trained styles. When it "
-                    "does not exist here, the savedNets/ of this package's checkout is used.")
+cli.define_saved_dir(__name__)
 flags.DEFINE_string("output", "results", "Output folder; for one photo and one style it may "
                     "also be a file name ending in .jpg or .png.")
 flags.DEFINE_enum("format", "jpg", ["jpg", "png"], "Output format (photos with "
@@ -54,20 +53,11 @@ flags.register_validator("tile_size", lambda size: size % 4 == 0,
 FLAGS = flags.FLAGS
 
 
-class StylizeError(Exception):
-    """A problem that stops the whole run."""
-
-
 def style_names(directory):
-    if FLAGS.style != ["all"]:
-        return FLAGS.style
-    # Hidden folders are saves in progress, or left by a save that was killed.
-    names = sorted(name for name in os.listdir(directory) if not name.startswith(".") and
-                   os.path.isfile(os.path.join(directory, name, saved_nets.WEIGHTS_FILE))
-                   ) if os.path.isdir(directory) else []
+    names = FLAGS.style if FLAGS.style != ["all"] else saved_nets.list_styles(directory)
     if not names:
-        raise StylizeError(f"no trained styles in {directory}/ (train one with "
-                           "python -m perceptual_style.train)")
+        raise cli.CommandError(f"no trained styles in {directory}/ (train one with "
+                               "python -m perceptual_style.train)")
     return names
 
 
@@ -78,7 +68,7 @@ def load_styles(directory):
             nets[os.path.basename(os.path.normpath(name))] = saved_nets.load_transformer(
                 name, directory)
         except (FileNotFoundError, ValueError) as e:
-            raise StylizeError(str(e)) from None
+            raise cli.CommandError(str(e)) from None
     return nets
 
 
@@ -93,7 +83,7 @@ def photo_sources(args, failures):
             try:
                 photos = sample_photos()
             except RuntimeError as e:
-                raise StylizeError(str(e)) from None
+                raise cli.CommandError(str(e)) from None
             return [(name, None, lambda a=array: Image.fromarray(a)) for name, array in photos.items()]
     from perceptual_style.data import list_images
 
@@ -199,11 +189,11 @@ def main(argv):
         nets = load_styles(saved_nets.find_saved_dir(FLAGS.saved_dir))
         sources = photo_sources(argv[1:], failures)
         if not sources:
-            raise StylizeError("no photos to stylize: " + "; ".join(failures))
+            raise cli.CommandError("no photos to stylize: " + "; ".join(failures))
         if (os.path.splitext(FLAGS.output)[1].lower() in FILE_EXTENSIONS
                 and len(sources) * len(nets) > 1):
-            raise StylizeError(f"--output={FLAGS.output} names one file, but there are "
-                               f"{len(sources)} photos and {len(nets)} styles: give a folder")
+            raise cli.CommandError(f"--output={FLAGS.output} names one file, but there are "
+                                   f"{len(sources)} photos and {len(nets)} styles: give a folder")
         sheet = FLAGS.contact_sheet
         if sheet is None and not argv[1:]:
             sheet = os.path.join(FLAGS.output, "contact_sheet.jpg")
@@ -212,8 +202,6 @@ def main(argv):
         if sheet_rows:
             save_image(contact_sheet(sheet_rows, ["photo", *nets]), sheet, quality=90)
             print(f"contact sheet: {sheet}")
-    except StylizeError as e:
-        sys.exit(f"stylize: error: {e}")
     except OSError as e:
         sys.exit(f"stylize: error: {e}")
     except KeyboardInterrupt:
@@ -225,7 +213,7 @@ def main(argv):
 
 
 def run():
-    cli.run(main, "stylize", imports=["keras"])
+    cli.run(main, "stylize", imports=["keras"], arguments=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ the defaults below, loads no backend.
 import gc
 
 import numpy as np
-from PIL import Image
+
+from perceptual_style.images import fit_longer_side
 
 TILE_SIZE = 768
 MARGIN = 96
@@ -61,11 +62,8 @@ def scaled_statistics(net, image, max_side):
 
     from perceptual_style.transformer_net import statistics_hook
 
-    height, width = image.shape[:2]
-    if max(height, width) > max_side:
-        scale = max_side / max(height, width)
-        size = (max(4, round(width * scale)), max(4, round(height * scale)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR, reducing_gap=2.0))
+    if max(image.shape[:2]) > max_side:
+        image = np.asarray(fit_longer_side(image, max_side, minimum=4))
     statistics = {}
 
     def record(layer, x):

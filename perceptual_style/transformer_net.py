@@ -19,6 +19,7 @@ import keras
 from keras import ops
 
 PACKAGE = "perceptual_style"
+INPUT_SHAPE = (None, None, None, 3)
 UPSAMPLING_MODES = ("nearest", "transpose")
 ARCHITECTURES = ("full", "mobile")
 MIN_SIDE = 5  # the smallest side the full network's reflection padding takes
@@ -27,6 +28,10 @@ MIN_SIDE = 5  # the smallest side the full network's reflection padding takes
 MAX_RESIDUAL_BLOCKS = 32
 MAX_WIDTH_MULTIPLIER = 4.0
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
+
+
+def _with_channels(shape, channels):
+    return (*tuple(shape)[:-1], channels)
 
 
 @contextlib.contextmanager
@@ -110,6 +115,12 @@ class ConvLayer(keras.layers.Layer):
         self.conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid")
         self.norm = InstanceNormalization() if normalize else None
 
+    def build(self, input_shape):
+        # Only the channel count shapes the weights: height and width may stay unknown.
+        self.conv.build(input_shape)
+        if self.norm is not None:
+            self.norm.build(_with_channels(input_shape, self.filters))
+
     def call(self, x):
         x = self.conv(self.pad(x))
         if self.norm is not None:
@@ -131,6 +142,10 @@ class ResidualBlock(keras.layers.Layer):
         self.filters = filters
         self.conv1 = ConvLayer(filters, 3)
         self.conv2 = ConvLayer(filters, 3, relu=False)
+
+    def build(self, input_shape):
+        self.conv1.build(input_shape)
+        self.conv2.build(_with_channels(input_shape, self.filters))
 
     def call(self, x):
         return x + self.conv2(self.conv1(x))
@@ -161,6 +176,11 @@ class UpsampleConvLayer(keras.layers.Layer):
             self.conv = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same")
             self.norm = InstanceNormalization()
 
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        if self.mode == "transpose":
+            self.norm.build(_with_channels(input_shape, self.filters))
+
     def call(self, x):
         if self.mode == "nearest":
             return self.conv(self.upsample(x))
@@ -184,6 +204,10 @@ class SeparableConvLayer(keras.layers.Layer):
                                                  use_bias=False)
         self.norm = InstanceNormalization()
 
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.norm.build(_with_channels(input_shape, self.filters))
+
     def call(self, x):
         if self.resize is not None:
             x = self.resize(x)
@@ -204,6 +228,10 @@ class MobileResidualBlock(keras.layers.Layer):
         self.filters = filters
         self.conv1 = SeparableConvLayer(filters)
         self.conv2 = SeparableConvLayer(filters, relu=False)
+
+    def build(self, input_shape):
+        self.conv1.build(input_shape)
+        self.conv2.build(_with_channels(input_shape, self.filters))
 
     def call(self, x):
         return x + self.conv2(self.conv1(x))
@@ -262,6 +290,14 @@ class TransformerNet(keras.Model):
             self.residuals = [MobileResidualBlock(c3) for _ in range(num_residual_blocks)]
             self.up = [SeparableConvLayer(c2, upsample=True), SeparableConvLayer(c1, upsample=True)]
             self.out = keras.layers.Conv2D(3, 3, padding="same")
+
+    def build(self, input_shape):
+        """Creates every weight from the input's channel count, Keras' way: nothing needs
+        calling the network on an image first."""
+        shape = tuple(input_shape)
+        for layer in self.down + self.residuals + self.up + [self.out]:
+            layer.build(shape)
+            shape = _with_channels(shape, getattr(layer, "filters", shape[-1]))
 
     def call(self, images):
         height, width = ops.shape(images)[1], ops.shape(images)[2]

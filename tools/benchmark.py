@@ -59,10 +59,9 @@ flags.DEFINE_string("tag", "", "Suffix of the output files' names, to keep exper
 flags.DEFINE_bool("quality", False, "Measure quality against pixel optimization instead.")
 flags.DEFINE_string("style", "snight", "Quality: the trained style (a name in --saved_dir or "
                     "a folder).")
-flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Folder of trained styles. When it "
-                    "does not exist here, the savedNets/ of this checkout is used.")
-flags.DEFINE_string("photos", os.path.join("..", "shared", "data", "content", "eval"),
-                    "Quality: held-out photos (folder, glob or file).")
+cli.define_saved_dir(__name__)
+flags.DEFINE_string("photos", None, "Quality: held-out photos (folder, glob or file); "
+                    "required with --quality.")
 flags.DEFINE_integer("num_photos", 2, "Quality: how many of them (the first, sorted).",
                      lower_bound=1)
 flags.DEFINE_integer("image_size", 128, "Quality: photos are scaled so their shorter side "
@@ -73,10 +72,6 @@ flags.DEFINE_list("optimizers", ["lbfgs"], "Quality: pixel optimizers (lbfgs, ad
 flags.DEFINE_string("worker", None, "Internal: the measurement this process makes.")
 flags.DEFINE_string("worker_output", None, "Internal: where a worker writes its JSON.")
 FLAGS = flags.FLAGS
-
-
-class BenchmarkError(Exception):
-    """A bad flag or input, reported in one line."""
 
 
 # --- Inference paths -------------------------------------------------------------------
@@ -162,8 +157,8 @@ def sizes():
     except ValueError:
         parsed = []
     if not parsed or any(len(s) != 2 or min(s) < 4 for s in parsed):
-        raise BenchmarkError(f"--sizes must be WIDTHxHEIGHT values of at least 4, got "
-                             f"{','.join(FLAGS.sizes)}")
+        raise cli.CommandError(f"--sizes must be WIDTHxHEIGHT values of at least 4, got "
+                               f"{','.join(FLAGS.sizes)}")
     return parsed
 
 
@@ -208,11 +203,11 @@ def seeded_net():
     """Speed does not depend on the weights: an untrained network, the same every run."""
     import keras
 
-    from perceptual_style.transformer_net import TransformerNet
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
     keras.utils.set_random_seed(0)
     net = TransformerNet()
-    net(np.zeros((1, 16, 16, 3), np.float32))
+    net.build(INPUT_SHAPE)
     return net
 
 
@@ -245,6 +240,7 @@ def measure_training(backend):
     configure_threads()
     import keras
 
+    from perceptual_style.losses import PerceptualLoss
     from perceptual_style.trainer import StyleTransferTrainer
     from perceptual_style.transformer_net import TransformerNet
     from perceptual_style.vgg import build_loss_network
@@ -252,10 +248,10 @@ def measure_training(backend):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     style_layers = {f"block{i}_conv1": 1.0 for i in range(1, 6)}
-    trainer = StyleTransferTrainer(
-        TransformerNet(), build_loss_network(["block4_conv2", *style_layers]),
-        rng.uniform(0, 255, (256, 256, 3)), content_layer="block4_conv2",
-        style_layers=style_layers, content_weight=1.0, style_weight=3e-5, tv_weight=1e-2)
+    loss = PerceptualLoss(build_loss_network(["block4_conv2", *style_layers]),
+                          rng.uniform(0, 255, (256, 256, 3)), "block4_conv2", style_layers,
+                          content_weight=1.0, style_weight=3e-5, tv_weight=1e-2)
+    trainer = StyleTransferTrainer(TransformerNet(), loss)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     size = FLAGS.train_size
     batch = rng.uniform(0, 255, (FLAGS.train_batch, size, size, 3)).astype(np.float32)
@@ -288,7 +284,7 @@ def worker(kind):
         return measure_training(name)
     if task == "peak":
         return measure_peak()
-    raise BenchmarkError(f"unknown --worker {kind}")
+    raise cli.CommandError(f"unknown --worker {kind}")
 
 
 FORWARDED = ("sizes", "repeats", "warmup", "batch", "throughput_size", "train_steps",
@@ -306,7 +302,7 @@ def in_subprocess(kind, backend="tensorflow"):
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode or not os.path.isfile(output):
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise BenchmarkError(f"{kind} on {backend} failed: {last}")
+            raise cli.CommandError(f"{kind} on {backend} failed: {last}")
         with open(output) as f:
             return json.load(f)
 
@@ -371,7 +367,7 @@ def speed():
     paths = FLAGS.paths or list(PATHS)
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
-        raise BenchmarkError(f"unknown --paths {unknown}; choose from {sorted(PATHS)}")
+        raise cli.CommandError(f"unknown --paths {unknown}; choose from {sorted(PATHS)}")
     net = seeded_net()
     macs = {f"{w}x{h}": multiply_accumulates(net, h, w) for w, h in sizes()}
     peak = in_subprocess("peak")
@@ -429,56 +425,30 @@ def print_speed(report):
 
 # --- Quality against pixel optimization ------------------------------------------------
 
-def resolve_saved_dir():
-    if os.path.isdir(FLAGS.saved_dir) or FLAGS.saved_dir != saved_nets.DEFAULT_DIR:
-        return FLAGS.saved_dir
-    return os.path.join(REPO, saved_nets.DEFAULT_DIR)
-
-
-def trained_loss(metadata):
-    """The PerceptualLoss a saved style was trained with, from its metadata."""
-    from perceptual_style.images import load_rgb
-    from perceptual_style.losses import PerceptualLoss
-    from perceptual_style.vgg import build_loss_network
-
-    settings = metadata["flags"]
-    layers = settings["style_layers"]
-    weights = [float(w) for w in settings["style_layer_weights"] or [1.0] * len(layers)]
-    style_layers = dict(zip(layers, weights))
-    network = build_loss_network([settings["content_layer"], *style_layers],
-                                 pooling=settings["pooling"], weights=metadata["vgg_weights"])
-    style_path = settings["style_image"]
-    if not os.path.isfile(style_path):  # relative to the repository, as in styles/*.flags
-        style_path = os.path.join(REPO, style_path)
-    style = load_rgb(style_path, max_side=settings["style_size"] or None)
-    return PerceptualLoss(network, style, settings["content_layer"], style_layers,
-                          settings["content_weight"], settings["style_weight"],
-                          settings["tv_weight"])
-
-
 def quality():
     import keras
 
     from perceptual_style.data import list_images
-    from perceptual_style.images import composite_on_white, open_image, resize_shorter_side
+    from perceptual_style.images import load_rgb
     from perceptual_style.optimize import OPTIMIZERS, optimize_image
+    from perceptual_style.style_flags import saved_style_loss
 
     try:
         counts = sorted({int(i) for i in FLAGS.iterations})
     except ValueError:
-        raise BenchmarkError(f"--iterations must be integers, got {FLAGS.iterations}") from None
+        raise cli.CommandError(f"--iterations must be integers, got {FLAGS.iterations}") from None
     if not counts or counts[0] < 1:
-        raise BenchmarkError("--iterations must be positive")
+        raise cli.CommandError("--iterations must be positive")
     unknown = sorted(set(FLAGS.optimizers) - set(OPTIMIZERS))
     if unknown:
-        raise BenchmarkError(f"unknown --optimizers {unknown}; choose from {list(OPTIMIZERS)}")
-    saved_dir = resolve_saved_dir()
+        raise cli.CommandError(f"unknown --optimizers {unknown}; choose from {list(OPTIMIZERS)}")
+    cli.require("photos")
+    saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
     net = saved_nets.load_transformer(FLAGS.style, saved_dir)
     metadata = saved_nets.load_metadata(FLAGS.style, saved_dir)
-    loss = trained_loss(metadata)
+    loss = saved_style_loss(metadata)
     files = list_images(FLAGS.photos)[: FLAGS.num_photos]
-    photos = [np.asarray(resize_shorter_side(composite_on_white(open_image(f)), FLAGS.image_size),
-                         np.float32) for f in files]
+    photos = [load_rgb(f, shorter_side=FLAGS.image_size).astype(np.float32) for f in files]
     # The network is timed on the compiled path of this backend, after a warm-up.
     run = PATHS["jax" if keras.backend.backend() == "jax" else "keras"][1](net, None)
     rows = []
@@ -530,8 +500,6 @@ def print_quality(report):
 
 
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"benchmark: error: unexpected arguments: {' '.join(argv[1:])}")
     try:
         if FLAGS.worker:
             result = worker(FLAGS.worker)
@@ -541,7 +509,7 @@ def main(argv):
             quality()
         else:
             speed()
-    except (BenchmarkError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(f"benchmark: error: {e}")
     return 0
 
