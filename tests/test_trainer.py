@@ -122,3 +122,18 @@ def test_non_finite_loss_stops_training(vgg_weights, photo_dir):
     data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=3)
     with pytest.raises(cb.NonFiniteLossError, match="total loss became inf at step 1"):
         trainer.fit(data, epochs=1, verbose=0, callbacks=[cb.NonFiniteLossGuard()])
+
+
+def test_progress_bar_of_a_resumed_run_times_only_its_own_steps(monkeypatch, capsys):
+    """Resumed at step 1000, steps 3 s apart after a slow first one show 3s/step, not
+    about 106/1003 s (Keras' bar divides by the global step)."""
+    now = [0.0]
+    monkeypatch.setattr(cb.time, "time", lambda: now[0])
+    bar = cb.ProgressBar(1010, start_step=1000, weights={"style": 1e-5})
+    bar.on_train_begin()
+    for batch, seconds in enumerate([100.0, 103.0, 106.0]):
+        now[0] = seconds
+        bar.on_train_batch_end(batch, {"content": 1.0, "style": 2e5, "tv": 3.0, "total": 6.0})
+    shown = capsys.readouterr().out
+    assert "3s/step" in shown.split("\r")[-1], shown[-300:]
+    assert "style*1e-05: 2.0000" in shown
