@@ -162,7 +162,8 @@ def _network(config, path):
     if not isinstance(config, dict):
         raise ValueError(f"{path}: its config is not a TransformerNet's")
     try:
-        return TransformerNet.from_config(config)
+        # Stored as float32; it computes in the precision chosen where it runs.
+        return TransformerNet.from_config({**config, "dtype": None})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad TransformerNet config ({e})") from None
 
@@ -193,8 +194,11 @@ def resolve(name_or_path, saved_dir=DEFAULT_DIR):
         f"no trained style {name_or_path!r}: expected {os.path.join(saved_dir, name_or_path, WEIGHTS_FILE)}")
 
 
-def load_transformer(name_or_path, saved_dir=DEFAULT_DIR):
-    """Rebuilds a saved TransformerNet with float32 weights."""
+def load_transformer(name_or_path, saved_dir=DEFAULT_DIR, precision="float32"):
+    """Rebuilds a saved TransformerNet with float32 weights, computing in `precision`
+    (float32, or bfloat16 where the CPU has it natively: see precision.py)."""
+    from perceptual_style.precision import policy
+
     path = os.path.join(resolve(name_or_path, saved_dir), WEIGHTS_FILE)
     stored = read_npz(path)
     try:
@@ -202,8 +206,9 @@ def load_transformer(name_or_path, saved_dir=DEFAULT_DIR):
         weights = [stored[f"w{i:03d}"] for i in range(len(stored) - 1)]
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path}: not a readable style weights file ({e!s:.200})") from None
-    net = _network(config, path)
-    net.build((None, None, None, 3))
+    with policy(precision):
+        net = _network(config, path)
+        net.build((None, None, None, 3))
     expected = [tuple(w.shape) for w in net.weights]
     if [w.shape for w in weights] != expected:
         raise ValueError(f"{path}: weights do not match the architecture in its config")

@@ -46,6 +46,7 @@ flags.DEFINE_enum("statistics", "exact", list(tiling.STATISTICS), "For tiled pho
 flags.DEFINE_integer("max_pixels", MAX_PIXELS, "Largest photo (width x height) to read; "
                      "larger ones are skipped. The default is Pillow's decompression-bomb "
                      "limit, which no value may exceed.", lower_bound=1, upper_bound=MAX_PIXELS)
+cli.define_precision(__name__)
 flags.DEFINE_string("contact_sheet", None, "Also write a contact sheet (photos x styles) "
                     "here. Default: <output>/contact_sheet.jpg for the main job, else none.")
 flags.register_validator("tile_size", lambda size: size % 4 == 0,
@@ -62,11 +63,14 @@ def style_names(directory):
 
 
 def load_styles(directory):
+    from perceptual_style.precision import resolve
+
+    chosen = resolve(FLAGS.precision)
     nets = {}
     for name in style_names(directory):
         try:
             nets[os.path.basename(os.path.normpath(name))] = saved_nets.load_transformer(
-                name, directory)
+                name, directory, chosen)
         except (FileNotFoundError, ValueError) as e:
             raise cli.CommandError(str(e)) from None
     return nets

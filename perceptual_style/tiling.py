@@ -31,11 +31,12 @@ STATISTICS = ("exact", "scaled")
 
 
 def _run(net, image):
-    """uint8 or float (H, W, 3) -> float32 (H, W, 3) in [0, 255], one network pass."""
+    """uint8 or float (H, W, 3) -> float32 (H, W, 3) in [0, 255], one network pass (of a
+    network computing in float32 or bfloat16)."""
     from keras import ops
 
     batch = np.asarray(image, np.float32)[None]
-    return ops.convert_to_numpy(net(batch))[0]
+    return ops.convert_to_numpy(ops.cast(net(batch), "float32"))[0]
 
 
 def _ramp(length, start, stop, core_start, core_stop, blend):
@@ -96,7 +97,7 @@ class _ExactStatistics:
         self._path = layer.path
         scale = self.window_height // ops.shape(x)[1]  # 1, 2 or 4
         y0, y1, x0, x1 = (v // scale for v in self.region)
-        part = x[0, y0:y1, x0:x1]
+        part = ops.cast(x[0, y0:y1, x0:x1], "float32")  # bfloat16 would round the sums
         sums = np.stack([np.full(x.shape[-1], (y1 - y0) * (x1 - x0), np.float64)] + [
             ops.convert_to_numpy(ops.sum(v, axis=(0, 1))).astype(np.float64)
             for v in (part, ops.square(part))])

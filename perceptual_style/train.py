@@ -44,10 +44,7 @@ flags.DEFINE_integer("image_size", 256, "Content photos are scaled so their shor
 flags.DEFINE_integer("crop_size", None, "Side of the square random crops trained on (default: "
                      "--image_size). Smaller crops keep the content's scale at a fraction of "
                      "the work (128 of 256: about a quarter).", lower_bound=16)
-flags.DEFINE_enum("precision", "float32", precision.PRECISIONS, "What the networks compute in: "
-                  "bfloat16 (weights, Gram matrices and losses stay float32) runs about twice "
-                  "as fast on CPUs with native bf16 (AVX512_BF16, AMX); auto picks it there "
-                  "on the TensorFlow backend.")
+cli.define_precision(__name__)
 cli.define_duration("time_budget", None, "Train for at most this long from the start (e.g. "
                     "2h, 45m), then checkpoint and write the network as at the end.")
 flags.DEFINE_bool("overwrite", False, "Replace a trained network in <saved_dir>/<name>/ that "

@@ -64,8 +64,8 @@ class InstanceNormalization(keras.layers.Layer):
         hook = _STATISTICS_HOOK.get()
         if hook is None:
             mean, variance = ops.moments(x, axes=(1, 2), keepdims=True)
-        else:
-            mean, variance = hook(self, x)
+        else:  # float32 statistics, whatever precision the network computes in
+            mean, variance = (ops.cast(v, x.dtype) for v in hook(self, x))
         # Folded into one multiply-add over the activations: fewer full-size temporaries.
         multiplier = ops.rsqrt(variance + self.epsilon) * self.scale
         return x * multiplier + (self.offset - mean * multiplier)
@@ -111,9 +111,11 @@ class ConvLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
         self.normalize, self.relu = normalize, relu
-        self.pad = ReflectionPadding2D(kernel_size // 2)
-        self.conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid")
-        self.norm = InstanceNormalization() if normalize else None
+        policy = {"dtype": self.dtype_policy}  # its parts compute as it does
+        self.pad = ReflectionPadding2D(kernel_size // 2, **policy)
+        self.conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid",
+                                        **policy)
+        self.norm = InstanceNormalization(**policy) if normalize else None
 
     def build(self, input_shape):
         # Only the channel count shapes the weights: height and width may stay unknown.
@@ -280,7 +282,7 @@ class TransformerNet(keras.Model):
             self.down = [ConvLayer(c1, 9), ConvLayer(c2, 3, strides=2), ConvLayer(c3, 3, strides=2)]
             self.residuals = [ResidualBlock(c3) for _ in range(num_residual_blocks)]
             self.up = [UpsampleConvLayer(c2, upsampling), UpsampleConvLayer(c1, upsampling)]
-            self.out = ConvLayer(3, 9, normalize=False, relu=False)
+            self.out = ConvLayer(3, 9, normalize=False, relu=False, dtype="float32")
         else:
             # A full 9x9 convolution on the 3 input channels is cheap and sees wide; the
             # output convolution is 3x3, where a 9x9 would cost as much as the rest.
@@ -289,7 +291,7 @@ class TransformerNet(keras.Model):
                          SeparableConvLayer(c2, strides=2), SeparableConvLayer(c3, strides=2)]
             self.residuals = [MobileResidualBlock(c3) for _ in range(num_residual_blocks)]
             self.up = [SeparableConvLayer(c2, upsample=True), SeparableConvLayer(c1, upsample=True)]
-            self.out = keras.layers.Conv2D(3, 3, padding="same")
+            self.out = keras.layers.Conv2D(3, 3, padding="same", dtype="float32")
 
     def build(self, input_shape):
         """Creates every weight from the input's channel count, Keras' way: nothing needs
@@ -318,7 +320,9 @@ class TransformerNet(keras.Model):
         x = x / 127.5 - 1.0  # small activations keep float16 builds in range
         for layer in self.down + self.residuals + self.up:
             x = layer(x)
-        # Scaled tanh, as in the paper, bounds the output to [0, 255].
+        # Scaled tanh, as in the paper, bounds the output to [0, 255]. The output layer
+        # computes in float32 whatever the policy: bfloat16 would round the image to
+        # steps of about one grey level.
         x = 127.5 * (ops.tanh(self.out(x)) + 1.0)
         return x if unpadded else x[:, :height, :width, :]
 

@@ -98,6 +98,26 @@ def keras_tf_function(net, workdir):
     return lambda images: function(images).numpy()
 
 
+@inference_path("auto")
+def keras_auto_precision(net, workdir):
+    """The keras path in the precision `stylize --precision=auto` picks on this machine:
+    bfloat16 where the CPU has it natively (see perceptual_style/precision.py), else
+    float32."""
+    import tensorflow as tf
+
+    from perceptual_style import precision
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
+
+    with precision.policy(precision.resolve("auto", "tensorflow")):
+        chosen = TransformerNet(**{k: v for k, v in net.get_config().items()
+                                   if k in ("upsampling", "num_residual_blocks", "arch",
+                                            "width_multiplier")})
+        chosen.build(INPUT_SHAPE)
+    chosen.set_weights(net.get_weights())
+    function = tf.function(chosen, reduce_retracing=True)
+    return lambda images: function(images).numpy()
+
+
 @inference_path("xla")
 def keras_xla(net, workdir):
     """The same, compiled by XLA (`jit_compile=True`), one compilation per size."""
