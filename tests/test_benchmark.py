@@ -75,6 +75,11 @@ def test_speed_benchmark_smoke(tmp_path):
             assert all(positive(s[k]) for k in ("seconds", "peak_memory_mib", "gflops",
                                                 "fraction_of_peak"))
         assert positive(r["throughput"]["images_per_second"])
+    # LiteRT's build is converted in a child process: what it measures is the interpreter
+    # alone, without TensorFlow's runtime (several hundred MiB) beside it.
+    keras_peak, litert_peak = (report["inference"][i]["sizes"][-1]["peak_memory_mib"] for i in (0, 2))
+    assert litert_peak < keras_peak / 2, (litert_peak, keras_peak)
+    assert report["machine"]["description"].startswith(report["machine"]["cpu"])
     [training] = report["training"]
     assert training["backend"] == "tensorflow" and positive(training["seconds_per_step"])
     assert "| keras | 48x40 |" in result.stdout and "| jax | 32x32 |" in result.stdout

@@ -20,6 +20,7 @@ Writes `<output_dir>/quality<tag>.json`.
 Timings are only meaningful on an otherwise idle machine: pause other jobs while it runs.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -75,10 +76,10 @@ FLAGS = flags.FLAGS
 
 
 # --- Inference paths -------------------------------------------------------------------
-# A path is a function (net, workdir) -> run, where run(images) takes float32 numpy images
-# (batch, height, width, 3) in [0, 255] and returns the stylized images as numpy (so the
-# work is finished when it returns). Registering one more path, e.g. a LiteRT interpreter,
-# is one decorated function.
+# A path is a function (make_net, workdir) -> run, where make_net() builds the network and
+# run(images) takes float32 numpy images (batch, height, width, 3) in [0, 255] and returns
+# the stylized images as numpy (so the work is finished when it returns). Registering one
+# more path is one decorated function.
 PATHS = {}
 
 
@@ -90,8 +91,9 @@ def inference_path(name, backend="tensorflow"):
 
 
 @inference_path("keras")
-def keras_tf_function(net, workdir):
+def keras_tf_function(make_net, workdir):
     """The Keras model traced by tf.function (TensorFlow's graph runtime, oneDNN kernels)."""
+    net = make_net()
     import tensorflow as tf
 
     function = tf.function(net, reduce_retracing=True)
@@ -99,10 +101,11 @@ def keras_tf_function(net, workdir):
 
 
 @inference_path("auto")
-def keras_auto_precision(net, workdir):
+def keras_auto_precision(make_net, workdir):
     """The keras path in the precision `stylize --precision=auto` picks on this machine:
     bfloat16 where the CPU has it natively (see perceptual_style/precision.py), else
     float32."""
+    net = make_net()
     import tensorflow as tf
 
     from perceptual_style import precision
@@ -119,8 +122,9 @@ def keras_auto_precision(net, workdir):
 
 
 @inference_path("xla")
-def keras_xla(net, workdir):
+def keras_xla(make_net, workdir):
     """The same, compiled by XLA (`jit_compile=True`), one compilation per size."""
+    net = make_net()
     import tensorflow as tf
 
     function = tf.function(net, jit_compile=True)
@@ -128,8 +132,9 @@ def keras_xla(net, workdir):
 
 
 @inference_path("savedmodel")
-def saved_model(net, workdir):
+def saved_model(make_net, workdir):
     """The exported SavedModel's `stylize_tensor` signature (what TensorFlow Serving runs)."""
+    net = make_net()
     import tensorflow as tf
 
     from perceptual_style.export import export_style
@@ -141,8 +146,9 @@ def saved_model(net, workdir):
 
 
 @inference_path("jax", backend="jax")
-def jax_jit(net, workdir):
+def jax_jit(make_net, workdir):
     """The Keras model on the JAX backend, `jax.jit` of its stateless call."""
+    net = make_net()
     import jax
 
     trainable = [v.value for v in net.trainable_variables]
@@ -153,15 +159,31 @@ def jax_jit(net, workdir):
 
 def litert_path(quantization):
     """A resizable LiteRT build of one quantization (perceptual_style/tflite.py), run by the
-    LiteRT interpreter with XNNPACK and 2 threads, one image at a time as a phone would."""
-    def build(net, workdir):
+    LiteRT interpreter with XNNPACK and 2 threads, one image at a time as a phone would.
+    Converted in a child process, so that this one holds only the interpreter: its memory
+    is what a phone's app would need, not TensorFlow's and the converter's."""
+    def build(make_net, workdir):
         from perceptual_style import tflite
 
-        saved_model_dir = os.path.join(workdir, "saved_model")
-        tflite.write_saved_model(net, saved_model_dir)
-        runner = tflite.Runner(tflite.convert(saved_model_dir, quantization))
+        converted = in_subprocess(f"convert:{quantization}", folder=workdir)
+        with open(converted["model"], "rb") as f:
+            runner = tflite.Runner(f.read())
         return lambda images: np.stack([runner(image) for image in images])
     return build
+
+
+def convert_litert(quantization):
+    """The child process of litert_path: writes the seeded network's build beside its
+    JSON answer, which names it."""
+    from perceptual_style import tflite
+
+    folder = os.path.dirname(FLAGS.worker_output)
+    saved_model_dir = os.path.join(folder, "saved_model")
+    tflite.write_saved_model(seeded_net(), saved_model_dir)
+    path = os.path.join(folder, f"{quantization}.tflite")
+    with open(path, "wb") as f:
+        f.write(tflite.convert(saved_model_dir, quantization))
+    return {"model": path}
 
 
 for quantization in ("float32", "float16", "dynamic_int8"):
@@ -232,11 +254,12 @@ def seeded_net():
 
 
 def measure_inference(name):
-    configure_threads()
+    if not name.startswith("litert_"):  # LiteRT sets its own threads; no TensorFlow here
+        configure_threads()
     rng = np.random.default_rng(0)
     results = {"path": name, "backend": PATHS[name][0], "sizes": [], "throughput": None}
     with tempfile.TemporaryDirectory() as workdir:
-        run = PATHS[name][1](seeded_net(), workdir)
+        run = PATHS[name][1](seeded_net, workdir)
         # Smallest first, so memory kept by an earlier size rarely sets a later peak.
         for width, height in sorted(sizes(), key=lambda s: s[0] * s[1]):
             images = rng.uniform(0, 255, (1, height, width, 3)).astype(np.float32)
@@ -304,6 +327,8 @@ def worker(kind):
         return measure_training(name)
     if task == "peak":
         return measure_peak()
+    if task == "convert":
+        return convert_litert(name)
     raise cli.CommandError(f"unknown --worker {kind}")
 
 
@@ -311,9 +336,11 @@ FORWARDED = ("sizes", "repeats", "warmup", "batch", "throughput_size", "train_st
              "train_size", "train_batch", "matmul_size", "threads")
 
 
-def in_subprocess(kind, backend="tensorflow"):
-    """Runs `worker(kind)` in a fresh Python process on `backend`; returns its JSON."""
-    with tempfile.TemporaryDirectory() as tmp:
+def in_subprocess(kind, backend="tensorflow", folder=None):
+    """Runs `worker(kind)` in a fresh Python process on `backend`; returns its JSON. Its
+    answer is written in `folder` (default: a temporary one), where it may leave files."""
+    with contextlib.ExitStack() as stack:
+        tmp = folder or stack.enter_context(tempfile.TemporaryDirectory())
         output = os.path.join(tmp, "result.json")
         command = [sys.executable, os.path.abspath(__file__), f"--worker={kind}",
                    f"--worker_output={output}"]
@@ -332,20 +359,17 @@ def in_subprocess(kind, backend="tensorflow"):
 def machine():
     import keras
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    from perceptual_style import precision
+
     versions = {"python": platform.python_version(), "keras": keras.__version__}
     for module in ("tensorflow", "jax"):
         try:
             versions[module] = __import__(module).__version__
         except ImportError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "versions": versions,
+    return {"cpu": precision.cpu_model(), "cores": os.cpu_count(),
+            "description": precision.machine_description(),
+            "native_bf16": precision.native_bf16(), "versions": versions,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
@@ -415,7 +439,7 @@ def speed():
 
 def print_speed(report):
     m = report["machine"]
-    print(f"\n{m['cpu']}, {m['cores']} cores; {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
+    print(f"\n{m['description']}; {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
     p = report["peak"]
     print(f"Peak: {p['matmul_size']}x{p['matmul_size']} float32 matmul, numpy "
           f"{p['numpy_gflops']:.1f} GFLOP/s, TensorFlow {p['tensorflow_gflops']:.1f} GFLOP/s\n")
@@ -470,7 +494,7 @@ def quality():
     files = list_images(FLAGS.photos)[: FLAGS.num_photos]
     photos = [load_rgb(f, shorter_side=FLAGS.image_size).astype(np.float32) for f in files]
     # The network is timed on the compiled path of this backend, after a warm-up.
-    run = PATHS["jax" if keras.backend.backend() == "jax" else "keras"][1](net, None)
+    run = PATHS["jax" if keras.backend.backend() == "jax" else "keras"][1](lambda: net, None)
     rows = []
     for path, photo in zip(files, photos):
         content = photo[None]
