@@ -41,9 +41,8 @@ DEMO_SIZE, DEMO_FRAMES, DEMO_RATE = (640, 360), 72, 24
 
 
 def output_path(source, style):
-    from perceptual_style.video import FORMATS
-
-    if os.path.splitext(FLAGS.output)[1].lower() in FORMATS:
+    """--output when it names a file (it has an extension), else a file in that folder."""
+    if os.path.splitext(FLAGS.output)[1]:
         return FLAGS.output
     stem = os.path.splitext(os.path.basename(source))[0]
     return os.path.join(FLAGS.output, f"{style}_{stem}.mp4")

@@ -49,7 +49,7 @@ DEFAULT_CRF = 18
 CONSISTENCY = (0.01, 0.5)
 MOTION_BOUNDARY = (0.01, 0.002)
 BRIGHTNESS = 24
-MIN_RELIABLE = 0.5  # a frame pair with fewer reliable pixels is a cut
+MIN_RELIABLE = 0.1  # a frame pair with a smaller share of reliable pixels is a cut
 
 
 class VideoError(ValueError):
@@ -79,6 +79,14 @@ def encoder(name):
         raise VideoError(f"unknown video encoder {name!r} (FFmpeg's names: libx264, libx265, "
                          "libvpx-vp9, mpeg4, ...)")
     return codec
+
+
+def pixel_format(codec, width, height):
+    """4:2:0 (what players expect) when the sides are even, as it needs, else 4:4:4, or
+    whatever the encoder takes."""
+    formats = [f.name for f in encoder(codec).video_formats or []]
+    wanted = (["yuv420p"] if width % 2 == 0 and height % 2 == 0 else []) + ["yuv444p"]
+    return next((f for f in wanted if f in formats), formats[0] if formats else "yuv420p")
 
 
 class VideoReader:
@@ -158,17 +166,13 @@ class VideoWriter:
     def __init__(self, file, file_format, reader, codec=DEFAULT_CODEC, crf=DEFAULT_CRF):
         self.reader = reader
         self.container = av.open(file, "w", format=file_format)
-        formats = [f.name for f in encoder(codec).video_formats or []]
-        even = reader.width % 2 == 0 and reader.height % 2 == 0
-        pixel_format = next((f for f in (["yuv420p"] if even else []) + ["yuv444p"]
-                             if f in formats), formats[0] if formats else "yuv420p")
         try:
             # crf: quality for the encoders that have it (x264, x265, VP9, AV1); others
             # ignore the option.
             self.stream = self.container.add_stream(codec, rate=reader.rate,
                                                     options={"crf": str(crf)})
             self.stream.width, self.stream.height = reader.width, reader.height
-            self.stream.pix_fmt = pixel_format
+            self.stream.pix_fmt = pixel_format(codec, reader.width, reader.height)
             self.stream.time_base = reader.time_base
             self.stream.codec_context.time_base = reader.time_base
             self.audio = {source.index: self.container.add_stream_from_template(source)
@@ -373,7 +377,7 @@ def write_clip(file, file_format, frames, rate, audio_rate=48000, rotation=0):
         video = container.add_stream(DEFAULT_CODEC, rate=Fraction(rate).limit_denominator(1001),
                                      options={"crf": "18"})
         video.height, video.width = frames[0].shape[:2]
-        video.pix_fmt = "yuv420p"
+        video.pix_fmt = pixel_format(DEFAULT_CODEC, video.width, video.height)
         if rotation:
             video.set_display_rotation(rotation)
         audio = container.add_stream("aac", rate=audio_rate, layout="stereo")
