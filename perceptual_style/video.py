@@ -27,6 +27,7 @@ takes its flow from a different estimator (Farnebäck's) than the blend, so that
 is not graded by its own flow.
 """
 
+import functools
 import os
 from fractions import Fraction
 
@@ -269,11 +270,16 @@ def grey(frame):
     return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
 
 
+@functools.lru_cache(maxsize=4)
+def _grid(height, width):
+    """Each pixel's (y, x), float32: made once per frame size."""
+    return np.mgrid[0:height, 0:width].astype(np.float32)
+
+
 def warp(image, flow):
     """`image` sampled at x + flow(x): what was at each pixel's source (edges repeated)."""
-    height, width = flow.shape[:2]
-    grid = np.mgrid[0:height, 0:width].astype(np.float32)
-    return cv2.remap(image, grid[1] + flow[..., 0], grid[0] + flow[..., 1], cv2.INTER_LINEAR,
+    y, x = _grid(*flow.shape[:2])
+    return cv2.remap(image, x + flow[..., 0], y + flow[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -283,15 +289,16 @@ def reliable(backward, forward, current, previous):
     where it lands) cancel, it is not at a motion boundary (Ruder et al. 2016, eq. 4-5),
     and the pixel keeps its brightness."""
     forward_back = warp(forward, backward)
-    squared = lambda v: np.sum(np.square(v), -1)  # noqa: E731
-    consistent = squared(backward + forward_back) <= (
-        CONSISTENCY[0] * (squared(backward) + squared(forward_back)) + CONSISTENCY[1])
-    gradients = sum(np.square(np.gradient(backward[..., i])).sum(0) for i in range(2))
-    smooth = gradients <= MOTION_BOUNDARY[0] * squared(backward) + MOTION_BOUNDARY[1]
+    u, v, fu, fv = backward[..., 0], backward[..., 1], forward_back[..., 0], forward_back[..., 1]
+    length = u * u + v * v  # squared, component by component: faster than summing an axis
+    consistent = (u + fu) ** 2 + (v + fv) ** 2 <= (
+        CONSISTENCY[0] * (length + fu * fu + fv * fv) + CONSISTENCY[1])
+    (uy, ux), (vy, vx) = np.gradient(u), np.gradient(v)
+    smooth = ux * ux + uy * uy + vx * vx + vy * vy <= MOTION_BOUNDARY[0] * length + MOTION_BOUNDARY[1]
     height, width = backward.shape[:2]
-    y, x = np.mgrid[0:height, 0:width]
-    inside = ((x + backward[..., 0] >= 0) & (x + backward[..., 0] <= width - 1)
-              & (y + backward[..., 1] >= 0) & (y + backward[..., 1] <= height - 1))
+    y, x = _grid(height, width)
+    x, y = x + backward[..., 0], y + backward[..., 1]
+    inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
     same = np.abs(current.astype(np.int16) - warp(previous, backward)) <= BRIGHTNESS
     return (consistent & smooth & inside & same).astype(np.float32)
 
