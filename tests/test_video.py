@@ -180,6 +180,19 @@ def test_bad_inputs_are_one_line_errors_that_leave_nothing(tmp_path, clip):
     assert not out.exists()
 
 
+def test_missing_extra_is_named_in_one_line(clip, tmp_path):
+    code = ("import runpy, sys; sys.modules['cv2'] = None; "  # as if it were not installed
+            "sys.argv = ['stylize_video', *sys.argv[1:]]; "
+            "runpy.run_module('perceptual_style.stylize_video', run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code, *STYLE, str(clip),
+                             f"--output={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+                            timeout=HANG_TIMEOUT)
+    line = one_line_error(result)
+    assert line.startswith("stylize_video: error: video needs PyAV and OpenCV (")
+    assert line.endswith(': pip install -e ".[video]"')
+    assert os.listdir(tmp_path) == []
+
+
 def test_truncated_stream_is_an_error_and_leaves_nothing(tmp_path, clip_frames):
     """Matroska keeps its index at the start: cut short, FFmpeg decodes what is left
     without a word, and the missing frames are what tells."""
