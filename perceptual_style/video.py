@@ -146,6 +146,10 @@ class VideoReader:
             raise VideoError(f"{self.path}: corrupt or truncated video ({_reason(e)})") from None
         decoded = []
         for frame in frames:
+            if (frame.width, frame.height) != (self.width, self.height):
+                raise VideoError(f"{self.path}: the frame size changes from {self.width} x "
+                                 f"{self.height} to {frame.width} x {frame.height} "
+                                 "mid-stream (not supported)")
             self.rotation = frame.rotation or 0
             decoded.append((frame.to_ndarray(format="rgb24"), frame.pts))
         return decoded

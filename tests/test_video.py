@@ -118,7 +118,7 @@ def test_temporal_blend_at_least_halves_the_warping_error(clip, outputs):
 def test_tiles_colour_controls_odd_size_other_container_and_codec(tmp_path):
     """Frames larger than a tile are tiled; --preserve_color keeps the input's chroma; an
     odd frame size (written 4:4:4, as 4:2:0 needs even sides) in Matroska with VP9."""
-    source = make_clip(tmp_path / "odd.mkv", video.camera_path(photos(1), 301, 181, 6))
+    source = make_clip(tmp_path / "odd.mkv", video.camera_path(photos(1), 301, 181, 4))
     out = tmp_path / "out.mkv"
     result = stylize(source, f"--output={out}", "--tile_size=64", "--statistics=scaled",
                      "--preserve_color", "--codec=libvpx-vp9", "--crf=10")
@@ -127,7 +127,7 @@ def test_tiles_colour_controls_odd_size_other_container_and_codec(tmp_path):
         assert container.streams.video[0].codec_context.name == "vp9"
         assert container.streams.video[0].format.name == "yuv444p"
     stylized, inputs = list(video.frames(out)), list(video.frames(source))
-    assert len(stylized) == 6 and stylized[0].shape == (181, 301, 3)
+    assert len(stylized) == 4 and stylized[0].shape == (181, 301, 3)
     for a, b in zip(inputs, stylized):
         a, b = color.rgb_to_ycbcr(a), color.rgb_to_ycbcr(b)
         assert np.median(np.abs(a[..., 1:] - b[..., 1:])) < 2
