@@ -111,7 +111,8 @@ class VideoReader:
             if self.video.codec_context is None:
                 raise VideoError(f"{path}: unknown video codec (FFmpeg has no decoder for it)")
             self.audio = list(self.container.streams.audio)
-            self.width, self.height = self.video.codec_context.width, self.video.codec_context.height
+            context = self.video.codec_context
+            self.width, self.height = context.width, context.height
             if not self.width or not self.height:
                 raise VideoError(f"{path}: the video stream has no frame size")
         except BaseException:
@@ -298,7 +299,8 @@ def reliable(backward, forward, current, previous):
     consistent = (u + fu) ** 2 + (v + fv) ** 2 <= (
         CONSISTENCY[0] * (length + fu * fu + fv * fv) + CONSISTENCY[1])
     (uy, ux), (vy, vx) = np.gradient(u), np.gradient(v)
-    smooth = ux * ux + uy * uy + vx * vx + vy * vy <= MOTION_BOUNDARY[0] * length + MOTION_BOUNDARY[1]
+    smooth = (ux * ux + uy * uy + vx * vx + vy * vy
+              <= MOTION_BOUNDARY[0] * length + MOTION_BOUNDARY[1])
     height, width = backward.shape[:2]
     y, x = _grid(height, width)
     x, y = x + backward[..., 0], y + backward[..., 1]

@@ -136,7 +136,8 @@ def test_tiles_colour_controls_odd_size_other_container_and_codec(tmp_path):
 
 def test_demo_clip(tmp_path):
     pytest.importorskip("skimage")
-    result = run_cli(["perceptual_style.stylize_video", f"--make_demo_clip={tmp_path / 'demo.mp4'}"])
+    result = run_cli(["perceptual_style.stylize_video",
+                      f"--make_demo_clip={tmp_path / 'demo.mp4'}"])
     assert result.returncode == 0, result.stderr[-3000:]
     with av.open(str(tmp_path / "demo.mp4")) as container:
         stream = container.streams.video[0]
