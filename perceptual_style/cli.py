@@ -51,29 +51,98 @@ def define_saved_dir(module_name):
     """--saved_dir, which every command that reads or writes trained styles takes: defined
     by the first of them imported, and a key flag (listed in --help, recorded in training
     metadata) of each. `module_name`: the caller's `__name__`."""
-    if module_name == "__main__":  # absl's name for the program's own module
-        module_name = sys.argv[0]
+    module_name = _module(module_name)
     if "saved_dir" not in flags.FLAGS:
         flags.DEFINE_string("saved_dir", DEFAULT_DIR, "Folder of trained styles "
                             "(<saved_dir>/<name>/). When the default does not exist here, "
                             "commands that read styles use the savedNets/ of this "
                             "package's checkout.", module_name=module_name)
-    flags.FLAGS.register_key_flag_for_module(module_name, flags.FLAGS["saved_dir"])
+    _key_flags(module_name, ["saved_dir"])
+
+
+def _module(module_name):
+    """absl's name of a module: `__main__` is the program's own, named by its path."""
+    return sys.argv[0] if module_name == "__main__" else module_name
+
+
+def _key_flags(module_name, names):
+    for name in names:
+        flags.FLAGS.register_key_flag_for_module(module_name, flags.FLAGS[name])
+
+
+STYLIZE_FLAGS = ("style", "output", "strength", "preserve_color", "tile_size", "statistics",
+                 "precision")
+
+
+def define_stylize_flags(module_name):
+    """The flags of every command that applies trained styles (photos, video): defined by
+    the first of them imported, and key flags of each, as define_saved_dir."""
+    from perceptual_style import tiling  # its defaults; NumPy and Pillow only
+
+    define_saved_dir(module_name)
+    define_precision(module_name)
+    module_name = _module(module_name)
+    if "style" not in flags.FLAGS:
+        flags.DEFINE_list("style", ["all"], "Styles to apply: names in --saved_dir (or "
+                          "folders holding a weights.npz), comma-separated, or 'all' "
+                          "(stylize_video takes one).", module_name=module_name)
+        flags.DEFINE_string("output", "results", "Output folder; for one input and one style "
+                            "it may also be a file name (photos: .jpg or .png; video: .mp4, "
+                            ".mkv, .mov, ...).", module_name=module_name)
+        flags.DEFINE_float("strength", 1.0, "How much style: 1 full, 0 the input unchanged; "
+                           "in between, a blend.", lower_bound=0.0, upper_bound=1.0,
+                           module_name=module_name)
+        flags.DEFINE_bool("preserve_color", False, "Keep the input's colours: transfer only "
+                          "the luminance (Gatys et al. 2016).", module_name=module_name)
+        flags.DEFINE_integer("tile_size", tiling.TILE_SIZE, "Images (photos, video frames) "
+                             f"with a side over tile_size + {2 * tiling.MARGIN} pixels are "
+                             "stylized in tiles of this size (a multiple of 4): less memory, "
+                             "the same result.", lower_bound=64,
+                             module_name=module_name)
+        flags.DEFINE_enum("statistics", "exact", list(tiling.STATISTICS), "For tiled images: "
+                          "'exact' whole-image normalization statistics (the same result as "
+                          "one pass, about 7x the work) or 'scaled' (from a copy scaled to one "
+                          "tile: faster, slightly different).", module_name=module_name)
+        flags.register_validator("tile_size", lambda size: size % 4 == 0,
+                                 message="--tile_size must be a multiple of 4")
+    _key_flags(module_name, STYLIZE_FLAGS)
+
+
+def load_styles(names, directory, precision="float32"):
+    """{name: network} of the styles `names` (['all']: every style in `directory`),
+    computing in `precision` (a --precision choice), or a one-line CommandError."""
+    from perceptual_style import saved_nets
+    from perceptual_style.precision import resolve
+
+    precision = resolve(precision)
+
+    if names == ["all"]:
+        names = saved_nets.list_styles(directory)
+    if not names:
+        raise CommandError(f"no trained styles in {directory}/ (train one with "
+                           "python -m perceptual_style.train)")
+    nets = {}
+    for name in names:
+        try:
+            nets[os.path.basename(os.path.normpath(name))] = saved_nets.load_transformer(
+                name, directory, precision)
+        except (FileNotFoundError, ValueError) as e:
+            raise CommandError(str(e)) from None
+    return nets
 
 
 def define_precision(module_name):
     """--precision, shared by training and stylizing (defined once, as --saved_dir is)."""
     from perceptual_style.precision import PRECISIONS
 
-    if module_name == "__main__":
-        module_name = sys.argv[0]
+    module_name = _module(module_name)
     if "precision" not in flags.FLAGS:
         flags.DEFINE_enum("precision", "float32", PRECISIONS, "What the networks compute in: "
                           "bfloat16 runs about twice as fast on CPUs with native bf16 "
                           "(AVX512_BF16, AMX), with weights, losses and stylized images kept "
                           "float32; auto picks it there on the TensorFlow backend.",
                           module_name=module_name)
-    flags.FLAGS.register_key_flag_for_module(module_name, flags.FLAGS["precision"])
+    _key_flags(module_name, ["precision"])
 
 
 def require(*names):

@@ -24,56 +24,16 @@ from perceptual_style.images import save_image
 SOURCE_DIR = "transferSource"
 FILE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # an --output ending so names one file
 
-flags.DEFINE_list("style", ["all"], "Styles to apply: names in --saved_dir (or folders "
-                  "holding a weights.npz), comma-separated, or 'all'.")
-cli.define_saved_dir(__name__)
-flags.DEFINE_string("output", "results", "Output folder; for one photo and one style it may "
-                    "also be a file name ending in .jpg or .png.")
+cli.define_stylize_flags(__name__)
 flags.DEFINE_enum("format", "jpg", ["jpg", "png"], "Output format (photos with "
                   "transparency are always written as PNG, alpha kept).")
 flags.DEFINE_integer("quality", 95, "JPEG quality.", lower_bound=1, upper_bound=100)
-flags.DEFINE_float("strength", 1.0, "How much style: 1 full, 0 the photo unchanged; in "
-                   "between, a blend.", lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_bool("preserve_color", False, "Keep the photo's colours: transfer only the "
-                  "luminance (Gatys et al. 2016).")
-flags.DEFINE_integer("tile_size", tiling.TILE_SIZE, "Photos with a side over tile_size + "
-                     f"{2 * tiling.MARGIN} pixels are stylized in tiles of this size (a "
-                     "multiple of 4): less memory, the same result.", lower_bound=64)
-flags.DEFINE_enum("statistics", "exact", list(tiling.STATISTICS), "For tiled photos: "
-                  "'exact' whole-photo normalization statistics (the same result as one pass, "
-                  "about 7x the work) or 'scaled' (from a copy scaled to one tile: faster, "
-                  "slightly different).")
 flags.DEFINE_integer("max_pixels", MAX_PIXELS, "Largest photo (width x height) to read; "
                      "larger ones are skipped. The default is Pillow's decompression-bomb "
                      "limit, which no value may exceed.", lower_bound=1, upper_bound=MAX_PIXELS)
-cli.define_precision(__name__)
 flags.DEFINE_string("contact_sheet", None, "Also write a contact sheet (photos x styles) "
                     "here. Default: <output>/contact_sheet.jpg for the main job, else none.")
-flags.register_validator("tile_size", lambda size: size % 4 == 0,
-                         message="--tile_size must be a multiple of 4")
 FLAGS = flags.FLAGS
-
-
-def style_names(directory):
-    names = FLAGS.style if FLAGS.style != ["all"] else saved_nets.list_styles(directory)
-    if not names:
-        raise cli.CommandError(f"no trained styles in {directory}/ (train one with "
-                               "python -m perceptual_style.train)")
-    return names
-
-
-def load_styles(directory):
-    from perceptual_style.precision import resolve
-
-    chosen = resolve(FLAGS.precision)
-    nets = {}
-    for name in style_names(directory):
-        try:
-            nets[os.path.basename(os.path.normpath(name))] = saved_nets.load_transformer(
-                name, directory, chosen)
-        except (FileNotFoundError, ValueError) as e:
-            raise cli.CommandError(str(e)) from None
-    return nets
 
 
 def photo_sources(args, failures):
@@ -190,7 +150,8 @@ def stylize_all(nets, sources, failures, sheet_rows):
 def main(argv):
     failures = []
     try:
-        nets = load_styles(saved_nets.find_saved_dir(FLAGS.saved_dir))
+        nets = cli.load_styles(FLAGS.style, saved_nets.find_saved_dir(FLAGS.saved_dir),
+                               FLAGS.precision)
         sources = photo_sources(argv[1:], failures)
         if not sources:
             raise cli.CommandError("no photos to stylize: " + "; ".join(failures))

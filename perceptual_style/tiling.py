@@ -31,12 +31,16 @@ STATISTICS = ("exact", "scaled")
 
 
 def _run(net, image):
-    """uint8 or float (H, W, 3) -> float32 (H, W, 3) in [0, 255], one network pass (of a
-    network computing in float32 or bfloat16)."""
+    """uint8 or float (H, W, 3) -> float32 (H, W, 3) in [0, 255], one network pass."""
+    return _run_batch(net, np.asarray(image)[None])[0]
+
+
+def _run_batch(net, batch):
+    """uint8 or float (N, H, W, 3) -> float32 (N, H, W, 3) in [0, 255], one network pass (of
+    a network computing in float32 or bfloat16)."""
     from keras import ops
 
-    batch = np.asarray(image, np.float32)[None]
-    return ops.convert_to_numpy(ops.cast(net(batch), "float32"))[0]
+    return ops.convert_to_numpy(ops.cast(net(np.asarray(batch, np.float32)), "float32"))
 
 
 def _ramp(length, start, stop, core_start, core_stop, blend):
@@ -118,6 +122,15 @@ class _ExactStatistics:
                                         for v in (mean, variance))
         self._path, self._sums = None, None
         return True
+
+
+def stylize_batch(net, batch, tile_size=TILE_SIZE, statistics="exact"):
+    """Stylizes equally sized uint8 RGB images (N, H, W, 3), such as video frames ->
+    float32 in [0, 255]: in one pass when they fit one window, else each tiled."""
+    if window_fits(batch.shape[1:], tile_size):
+        return _run_batch(net, batch)
+    return np.stack([stylize_image(net, image, tile_size, statistics=statistics)
+                     for image in batch])
 
 
 def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,

@@ -14,7 +14,8 @@ from perceptual_style import cli
 TOOLS = {"stylize": ("perceptual_style.stylize", "--tile_size"),
          "export": ("perceptual_style.export", "--models_dir"),
          "client": ("perceptual_style.client", "--protocol"),
-         "export_tflite": ("tools/export_tflite.py", "--quantizations")}
+         "export_tflite": ("tools/export_tflite.py", "--quantizations"),
+         "stylize_video": ("perceptual_style.stylize_video", "--temporal")}
 # Prints, at exit, which of the modules that load a backend the tool imported.
 RUN = """import atexit, runpy, sys
 atexit.register(lambda: print("imported:", [m for m in ("keras", "tensorflow", "jax")
