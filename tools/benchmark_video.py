@@ -2,7 +2,7 @@
 numbers come from here.
 
     python tools/benchmark_video.py [--nets=snight,snight_mobile] [--sizes=640x360,1280x720]
-        [--frames=24] [--tile_size=1280] [--figure=docs/video_temporal.png]
+        [--frames=24] [--tile_size=1280] [--figure=docs/video_temporal.jpg]
 
 For each network and frame size, a clip of --frames frames (a camera panning and zooming
 over scikit-image's sample photos, at the demo clip's speed) is stylized twice by the CLI's own code
