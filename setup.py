@@ -14,6 +14,8 @@ SERVING = ["tensorflow-serving-api>=2.16", "grpcio>=1.60", "protobuf>=5.26"]
 # LiteRT, TensorFlow Lite's runtime (tf.lite.Interpreter is deprecated), runs and measures
 # the tools/export_tflite.py builds.
 TFLITE = ["ai-edge-litert>=2.1"]
+# perceptual_style.stylize_video: PyAV's wheels carry FFmpeg; OpenCV's DIS optical flow.
+VIDEO = ["av>=18", "opencv-python-headless>=4.7"]
 
 setup(
     name="perceptual_style",
@@ -40,7 +42,8 @@ setup(
         # perceptual_style.client over gRPC; REST needs nothing more.
         "serving": SERVING,
         "tflite": TFLITE,
-        "test": ["pytest>=8", *SERVING, *TFLITE],
+        "video": VIDEO,
+        "test": ["pytest>=8", *SERVING, *TFLITE, *VIDEO],
         "demo": ["scikit-image>=0.22"],  # its wheel ships the main job's sample photos
         "bench": ["matplotlib>=3.7"],  # tools/benchmark.py's latency plot
     },
@@ -51,6 +54,7 @@ setup(
             "perceptual-style-export=perceptual_style.export:run",
             "perceptual-style-client=perceptual_style.client:run",
             "perceptual-style-optimize=perceptual_style.optimize:run",
+            "perceptual-style-video=perceptual_style.stylize_video:run",
         ],
     },
 )

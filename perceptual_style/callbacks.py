@@ -57,13 +57,25 @@ class ProgressBar(StepCallback):
                       for k in LOSS_NAMES]
 
     def on_train_begin(self, logs=None):
-        self.bar = keras.utils.Progbar(self.steps, stateful_metrics=[t[1] for t in self.terms],
-                                       unit_name="step")
+        self.bar = _ResumedProgbar(self.steps, self.start_step,
+                                   stateful_metrics=[t[1] for t in self.terms], unit_name="step")
         self.bar.update(self.start_step)
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(self.global_step(batch),
                         [(label, weight * float(logs[k])) for k, label, weight in self.terms])
+
+
+class _ResumedProgbar(keras.utils.Progbar):
+    """Keras' bar times steps from step 0; a resumed run's first step is `start_step`, so
+    its s/step and time left count only the steps this run has made."""
+
+    def __init__(self, target, start_step, **kwargs):
+        super().__init__(target, **kwargs)
+        self.start_step = start_step
+
+    def _estimate_step_duration(self, current, now):
+        return super()._estimate_step_duration(current - self.start_step, now)
 
 
 class TimeBudget(StepCallback):

@@ -1,5 +1,7 @@
 """What every command-line tool here shares: help and flag errors before any heavy import,
-a bad flag in one line like every other error, and a console that carries our own lines."""
+a bad flag in one line like every other error, flags that several commands take defined
+once (so that the commands can be imported into one process), and a console that carries
+our own lines."""
 
 import contextlib
 import importlib
@@ -8,6 +10,8 @@ import re
 import sys
 
 from absl import app, flags
+
+from perceptual_style.saved_nets import DEFAULT_DIR
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 
@@ -36,6 +40,118 @@ class DurationParser(flags.ArgumentParser):
 def define_duration(name, default, help_text, flag_values=flags.FLAGS):
     """A flag that takes a duration (see DurationParser); its value is in seconds."""
     flags.DEFINE(DurationParser(), name, default, help_text, flag_values=flag_values)
+
+
+class CommandError(Exception):
+    """A problem with the user's inputs: `run` reports it as `<program>: error: ...`, one
+    line and exit status 1, never a traceback."""
+
+
+def define_saved_dir(module_name):
+    """--saved_dir, which every command that reads or writes trained styles takes: defined
+    by the first of them imported, and a key flag (listed in --help, recorded in training
+    metadata) of each. `module_name`: the caller's `__name__`."""
+    module_name = _module(module_name)
+    if "saved_dir" not in flags.FLAGS:
+        flags.DEFINE_string("saved_dir", DEFAULT_DIR, "Folder of trained styles "
+                            "(<saved_dir>/<name>/). When the default does not exist here, "
+                            "commands that read styles use the savedNets/ of this "
+                            "package's checkout.", module_name=module_name)
+    _key_flags(module_name, ["saved_dir"])
+
+
+def _module(module_name):
+    """absl's name of a module: `__main__` is the program's own, named by its path."""
+    return sys.argv[0] if module_name == "__main__" else module_name
+
+
+def _key_flags(module_name, names):
+    for name in names:
+        flags.FLAGS.register_key_flag_for_module(module_name, flags.FLAGS[name])
+
+
+STYLIZE_FLAGS = ("style", "output", "strength", "preserve_color", "tile_size", "statistics",
+                 "precision")
+
+
+def define_stylize_flags(module_name):
+    """The flags of every command that applies trained styles (photos, video): defined by
+    the first of them imported, and key flags of each, as define_saved_dir."""
+    from perceptual_style import tiling  # its defaults; NumPy and Pillow only
+
+    define_saved_dir(module_name)
+    define_precision(module_name)
+    module_name = _module(module_name)
+    if "style" not in flags.FLAGS:
+        flags.DEFINE_list("style", ["all"], "Styles to apply: names in --saved_dir (or "
+                          "folders holding a weights.npz), comma-separated, or 'all' "
+                          "(stylize_video takes one).", module_name=module_name)
+        flags.DEFINE_string("output", "results", "Output folder; for one input and one style "
+                            "it may also be a file name (photos: .jpg or .png; video: .mp4, "
+                            ".mkv, .mov, ...).", module_name=module_name)
+        flags.DEFINE_float("strength", 1.0, "How much style: 1 full, 0 the input unchanged; "
+                           "in between, a blend.", lower_bound=0.0, upper_bound=1.0,
+                           module_name=module_name)
+        flags.DEFINE_bool("preserve_color", False, "Keep the input's colours: transfer only "
+                          "the luminance (Gatys et al. 2016).", module_name=module_name)
+        flags.DEFINE_integer("tile_size", tiling.TILE_SIZE, "Images (photos, video frames) "
+                             f"with a side over tile_size + {2 * tiling.MARGIN} pixels are "
+                             "stylized in tiles of this size (a multiple of 4): less memory, "
+                             "the same result.", lower_bound=64,
+                             module_name=module_name)
+        flags.DEFINE_enum("statistics", "exact", list(tiling.STATISTICS), "For tiled images: "
+                          "'exact' whole-image normalization statistics (the same result as "
+                          "one pass, about 7x the work) or 'scaled' (from a copy scaled to one "
+                          "tile: faster, slightly different).", module_name=module_name)
+        flags.register_validator("tile_size", lambda size: size % 4 == 0,
+                                 message="--tile_size must be a multiple of 4")
+    _key_flags(module_name, STYLIZE_FLAGS)
+
+
+def load_styles(names, directory, precision="float32"):
+    """{name: network} of the styles `names` (['all']: every style in `directory`),
+    computing in `precision` (a --precision choice), or a one-line CommandError."""
+    from perceptual_style import saved_nets
+    from perceptual_style.precision import resolve
+
+    precision = resolve(precision)
+
+    if names == ["all"]:
+        names = saved_nets.list_styles(directory)
+    if not names:
+        raise CommandError(f"no trained styles in {directory}/ (train one with "
+                           "python -m perceptual_style.train)")
+    nets = {}
+    for name in names:
+        try:
+            nets[os.path.basename(os.path.normpath(name))] = saved_nets.load_transformer(
+                name, directory, precision)
+        except (FileNotFoundError, ValueError) as e:
+            raise CommandError(str(e)) from None
+    return nets
+
+
+def define_precision(module_name):
+    """--precision, shared by training and stylizing (defined once, as --saved_dir is)."""
+    from perceptual_style.precision import PRECISIONS
+
+    module_name = _module(module_name)
+    if "precision" not in flags.FLAGS:
+        flags.DEFINE_enum("precision", "float32", PRECISIONS, "What the networks compute in: "
+                          "bfloat16 runs about twice as fast on CPUs with native bf16 "
+                          "(AVX512_BF16, AMX), with weights, losses and stylized images kept "
+                          "float32; auto picks it there on the TensorFlow backend.",
+                          module_name=module_name)
+    _key_flags(module_name, ["precision"])
+
+
+def require(*names):
+    """Refuses, in one line, to go on without the flags `names` (path flags with no
+    default: no path of a development machine is one)."""
+    for name in names:
+        if not flags.FLAGS[name].value:
+            raise CommandError(f"--{name} is required (see --helpfull)")
+
 
 # Set by the user to choose what TensorFlow logs: then nothing is dropped.
 USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
@@ -69,24 +185,33 @@ def import_quietly(modules):
             importlib.import_module(name)
 
 
-def run(main, program, imports=()):
+def run(main, program, imports=(), arguments=False):
     """`app.run(main)`, with help exiting 0 (absl's exits 1), absl's two-line flag errors
-    replaced by `<program>: error: ...`, and `imports`, the modules that load a backend,
-    imported quietly once the flags are parsed, so that help and flag errors are instant."""
+    replaced by `<program>: error: ...`, arguments other than flags refused unless the
+    command takes some (`arguments`), a CommandError from `main` reported in one line, and
+    `imports`, the modules that load a backend, imported quietly once the flags are
+    parsed, so that help and flag errors are instant."""
 
     def parse_flags(argv):
         try:
-            return flags.FLAGS(argv)
+            argv = flags.FLAGS(argv)
         except flags.Error as e:
             sys.exit(f"{program}: error: {e} (see --helpfull)")
         except SystemExit:  # --help, --helpshort, --helpfull, --helpxml: printed, then exit(1)
             sys.exit(0)
+        if len(argv) > 1 and not arguments:
+            sys.exit(f"{program}: error: unexpected arguments: {' '.join(argv[1:])} "
+                     "(flags are --name=value)")
+        return argv
 
     def start(argv):
         try:
             import_quietly(imports)
         except ImportError as e:
             sys.exit(f"{program}: error: {e}")
-        return main(argv)
+        try:
+            return main(argv)
+        except CommandError as e:
+            sys.exit(f"{program}: error: {e}")
 
     app.run(start, flags_parser=parse_flags)

@@ -391,8 +391,6 @@ def output_path():
 
 
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"client: error: unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
     if not FLAGS.model:
         sys.exit("client: error: --model is required (see --helpfull)")
     if not (FLAGS.status or FLAGS.metadata or FLAGS.input):

@@ -7,6 +7,8 @@ writes next to its results and the one shown in the README. Pillow only.
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from perceptual_style.images import resize
+
 GAP = 6
 LABEL_HEIGHT = 28
 
@@ -14,8 +16,8 @@ LABEL_HEIGHT = 28
 def fit_height(image, height):
     """An image (array or PIL) scaled to `height`: a cell of the sheet, kept small."""
     image = Image.fromarray(np.asarray(image, np.uint8)).convert("RGB")
-    width = max(1, round(image.width * height / image.height))
-    return image.resize((width, height), Image.LANCZOS, reducing_gap=2.0)
+    return resize(image, max(1, round(image.width * height / image.height)), height,
+                  Image.LANCZOS)
 
 
 def contact_sheet(rows, labels, cell_height=192):

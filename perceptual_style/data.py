@@ -19,8 +19,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from perceptual_style.images import IMAGE_EXTENSIONS, ImageError, composite_on_white, open_image
-from perceptual_style.images import resize_shorter_side
+from perceptual_style.images import IMAGE_EXTENSIONS, ImageError, load_rgb
 
 
 def list_images(source):
@@ -80,8 +79,7 @@ class SkippedFiles:
 
 def decode_training_image(path, image_size):
     """An RGB uint8 array whose shorter side is `image_size`, ready for a random crop."""
-    image = composite_on_white(open_image(path))
-    return np.asarray(resize_shorter_side(image, image_size), dtype=np.uint8)
+    return load_rgb(path, shorter_side=image_size)
 
 
 def check_readable(files, image_size):

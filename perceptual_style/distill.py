@@ -1,7 +1,7 @@
 """Distills a trained style into a smaller transformer (e.g. the mobile network).
 
     python -m perceptual_style.distill --teacher=snight --saved_dir=savedNets \\
-        --content_dir=../shared/data/content/train --name=snight_mobile
+        --content_dir=PHOTOS --name=snight_mobile
 
 The student learns to reproduce the teacher's output: the mean squared error between the
 two stylized images of the same random crops (knowledge distillation, Hinton et al. 2015,
@@ -12,7 +12,6 @@ teacher's training flags (so tools/quality.py measures it with the teacher's los
 Pure Keras 3: the standard `fit` on (crops, teacher outputs) pairs.
 """
 
-import datetime
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ from absl import flags
 
 from perceptual_style import cli, saved_nets
 from perceptual_style.data import ImageFolderDataset, list_images
-from perceptual_style.transformer_net import ARCHITECTURES, TransformerNet
+from perceptual_style.transformer_net import ARCHITECTURES, INPUT_SHAPE, TransformerNet
 
 FLAGS = flags.FLAGS
 
@@ -52,7 +51,8 @@ def distill(teacher, student, files, steps, image_size=192, batch_size=4, learni
     """Trains `student` (built in place) to match `teacher` on random crops of `files` for
     `steps` (rounded up to a multiple of `log_every`); returns the mean loss of every
     `log_every` steps."""
-    student(np.zeros((1, 16, 16, 3), np.float32))
+    if not student.built:
+        student.build(INPUT_SHAPE)
     student.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="mean_squared_error")
     epochs = -(-steps // log_every)
     crops = ImageFolderDataset(files, image_size, batch_size, epochs * log_every, seed=seed)
@@ -63,10 +63,10 @@ def distill(teacher, student, files, steps, image_size=192, batch_size=4, learni
 
 
 def define_flags():
-    """Defined only when the CLI runs (the trainer has its own --saved_dir)."""
+    """Defined only when the CLI runs (the trainer has its own --name, --steps, ...)."""
     flags.DEFINE_string("teacher", "snight", "Trained style to distill: a name in --saved_dir "
                         "or a folder holding weights.npz.")
-    flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Where the teacher is.")
+    cli.define_saved_dir(__name__)
     flags.DEFINE_string("output_dir", saved_nets.DEFAULT_DIR, "The student goes to "
                         "<output_dir>/<name>/.")
     flags.DEFINE_string("name", None, "Student's name. Default: <teacher>_<arch>.")
@@ -74,8 +74,7 @@ def define_flags():
     flags.DEFINE_float("width_multiplier", 1.0, "Student's channels relative to the paper's "
                        "32/64/128.", lower_bound=0.05)
     flags.DEFINE_integer("num_residual_blocks", 4, "Student's residual blocks.", lower_bound=0)
-    flags.DEFINE_string("content_dir", "../shared/data/content/train", "Content photos "
-                        "(folder, glob or file).")
+    flags.DEFINE_string("content_dir", None, "Content photos (folder, glob or file); required.")
     flags.DEFINE_integer("image_size", 160, "Side of the square training crops.", lower_bound=16)
     flags.DEFINE_integer("batch_size", 4, "Crops per step.", lower_bound=1)
     flags.DEFINE_integer("steps", 1000, "Training steps.", lower_bound=1)
@@ -85,11 +84,10 @@ def define_flags():
 
 
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"distill: error: unexpected arguments: {' '.join(argv[1:])} "
-                 "(flags are --name=value)")
+    cli.require("content_dir")
     try:
-        teacher_dir = saved_nets.resolve(FLAGS.teacher, FLAGS.saved_dir)
+        teacher_dir = saved_nets.resolve(FLAGS.teacher,
+                                         saved_nets.find_saved_dir(FLAGS.saved_dir))
         teacher = saved_nets.load_transformer(teacher_dir)
         teacher_metadata = saved_nets.load_metadata(teacher_dir)
         files = list_images(FLAGS.content_dir)
@@ -107,19 +105,11 @@ def main(argv):
         sys.exit("distill: error: the loss became NaN or infinite; nothing was saved "
                  "(try a lower --learning_rate)")
     seconds = time.time() - started
-    metadata = {
-        **teacher_metadata,
-        "name": name,
-        "distilled_from": teacher_name,
-        "teacher_steps": teacher_metadata.get("steps"),
-        "distillation": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])},
-        "distillation_loss_every_log": [float(v) for v in losses],
-        "steps": FLAGS.steps, "batch_size": FLAGS.batch_size,
-        "images_seen": FLAGS.steps * FLAGS.batch_size, "image_size": FLAGS.image_size,
-        "seconds_per_step": seconds / FLAGS.steps, "backend": keras.backend.backend(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    metadata.pop("final_losses", None)  # the teacher's, not the student's
+    metadata = saved_nets.distilled_metadata(
+        teacher_metadata, teacher_name, name,
+        {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])}, losses,
+        FLAGS.steps, FLAGS.batch_size, FLAGS.image_size, seconds / FLAGS.steps,
+        keras.backend.backend())
     out_dir = os.path.join(FLAGS.output_dir, name)
     saved_nets.save_transformer(student, out_dir, metadata)
     print(f"\nDistilled {teacher_name} into {name} ({student.count_params():,} parameters) in "

@@ -47,10 +47,6 @@ JPEG_SIGNATURE = b"\xff\xd8\xff"
 FLAGS = flags.FLAGS
 
 
-class ExportError(Exception):
-    """A problem with the user's inputs, reported in one line."""
-
-
 def _header_size(data, index):
     """(height, width) read from a JPEG or PNG header, so that the pixel limit is
     checked before decoding (a small file can hold a huge image)."""
@@ -153,8 +149,8 @@ def export_style(net, style_dir, version=None, max_pixels=MAX_PIXELS, jpeg_quali
     """Writes `net` as a new version in `style_dir` and returns (version, path).
     Without `version`, the next free one is taken (and the one after that if a
     concurrent export takes it first); a given `version` must not exist yet."""
-    taken = ExportError(f"{os.path.join(style_dir, str(version))} exists: a served version "
-                        "is never overwritten (leave out --version for the next one)")
+    taken = cli.CommandError(f"{os.path.join(style_dir, str(version))} exists: a served version "
+                             "is never overwritten (leave out --version for the next one)")
     if version is not None and os.path.lexists(os.path.join(style_dir, str(version))):
         raise taken  # before the work of building; publish_directory checks again
     archive = build_archive(net, max_pixels, jpeg_quality)
@@ -168,14 +164,6 @@ def export_style(net, style_dir, version=None, max_pixels=MAX_PIXELS, jpeg_quali
     return int(os.path.basename(path)), path
 
 
-def saved_styles(saved_dir):
-    """Names of the trained styles in `saved_dir` (hidden folders are saves in progress)."""
-    if not os.path.isdir(saved_dir):
-        return []
-    return sorted(name for name in os.listdir(saved_dir) if not name.startswith(".")
-                  and os.path.isfile(os.path.join(saved_dir, name, saved_nets.WEIGHTS_FILE)))
-
-
 def directory_size(path):
     return sum(os.path.getsize(os.path.join(root, name))
                for root, _, names in os.walk(path) for name in names)
@@ -183,11 +171,11 @@ def directory_size(path):
 
 def define_flags():
     """The CLI's flags, defined only when it runs, so importing this module (as tests
-    do) registers none that could clash with the trainer's `--saved_dir`."""
+    do) registers none that could clash with other commands' (stylize's `--style`)."""
     flags.DEFINE_list("style", None, "Styles to export: names in --saved_dir or folders "
                       "holding weights.npz (comma-separated).")
     flags.DEFINE_bool("all", False, "Export every trained style in --saved_dir.")
-    flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Where trained styles are.")
+    cli.define_saved_dir(__name__)
     flags.DEFINE_string("models_dir", DEFAULT_MODELS_DIR, "TensorFlow Serving model base "
                         "paths: each style goes to <models_dir>/<style>/<version>/.")
     flags.DEFINE_integer("version", None, "Version number to write (it must not exist). "
@@ -198,36 +186,36 @@ def define_flags():
                          lower_bound=1, upper_bound=100)
 
 
-def style_sources():
-    """[(name, folder)] for the styles the flags ask for."""
-    if FLAGS.all == bool(FLAGS.style):
-        raise ExportError("give --style=NAME[,NAME...] or --all (see --helpfull)")
-    if FLAGS.all:
-        names = saved_styles(FLAGS.saved_dir)
+def style_sources(styles, all_styles, saved_dir):
+    """[(name, folder)] for --style (`styles`) or --all (`all_styles`), the flags of this
+    command and of tools/export_tflite.py."""
+    if all_styles == bool(styles):
+        raise cli.CommandError("give --style=NAME[,NAME...] or --all (see --helpfull)")
+    if all_styles:
+        names = saved_nets.list_styles(saved_dir)
         if not names:
-            raise ExportError(f"no trained styles in {FLAGS.saved_dir}/ (train one with "
-                              "perceptual_style.train first)")
-        return [(name, os.path.join(FLAGS.saved_dir, name)) for name in names]
+            raise cli.CommandError(f"no trained styles in {saved_dir}/ (train one with "
+                                   "perceptual_style.train first)")
+        return [(name, os.path.join(saved_dir, name)) for name in names]
     try:
-        return [(os.path.basename(os.path.normpath(style)), saved_nets.resolve(style, FLAGS.saved_dir))
-                for style in FLAGS.style]
+        return [(os.path.basename(os.path.normpath(style)), saved_nets.resolve(style, saved_dir))
+                for style in styles]
     except FileNotFoundError as e:
-        raise ExportError(str(e)) from None
+        raise cli.CommandError(str(e)) from None
 
 
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"export: error: unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
     logging.set_verbosity(logging.WARNING)  # saving logs a dozen INFO lines per style
     try:
-        for name, folder in style_sources():
+        for name, folder in style_sources(FLAGS.style, FLAGS.all,
+                                           saved_nets.find_saved_dir(FLAGS.saved_dir)):
             started = time.time()
             net = saved_nets.load_transformer(folder)
             version, path = export_style(net, os.path.join(FLAGS.models_dir, name), FLAGS.version,
                                          FLAGS.max_pixels, FLAGS.jpeg_quality)
             print(f"Exported {name} version {version}: {path} "
                   f"({directory_size(path) / 1e6:.1f} MB, {time.time() - started:.1f} s)")
-    except (ExportError, ValueError, OSError) as e:  # one line, not a traceback
+    except (ValueError, OSError) as e:  # one line, not a traceback
         sys.exit(f"export: error: {e}")
     return 0
 

@@ -7,30 +7,46 @@ multiply-accumulate is two floating-point operations. Pure Keras: no backend nee
 
 import keras
 
-from perceptual_style.transformer_net import ConvLayer, ResidualBlock, UpsampleConvLayer
+from perceptual_style.transformer_net import (ConvLayer, InstanceNormalization,
+                                              MobileResidualBlock, ResidualBlock,
+                                              SeparableConvLayer, UpsampleConvLayer)
 
 
-def _conv(conv, height, width, upsample=False):
-    """(MACs, output height, output width) of a Conv2D or Conv2DTranspose layer."""
-    kernel_h, kernel_w, channels_in, channels_out = conv.kernel.shape
+def _conv(conv, height, width):
+    """(MACs, output height, output width) of a Conv2D, SeparableConv2D or Conv2DTranspose."""
     if isinstance(conv, keras.layers.Conv2DTranspose):  # each input pixel scatters a kernel
+        kernel_h, kernel_w, channels_out, channels_in = conv.kernel.shape
         return height * width * kernel_h * kernel_w * channels_in * channels_out, 2 * height, 2 * width
     stride = conv.strides[0]
-    # Reflection padding of kernel // 2 then a valid convolution: ceil(size / stride).
+    # Reflection padding of kernel // 2 then a valid convolution, or "same" padding:
+    # ceil(size / stride) either way.
     out_h, out_w = -(-height // stride), -(-width // stride)
+    if isinstance(conv, keras.layers.SeparableConv2D):
+        kernel_h, kernel_w, channels_in, multiplier = conv.depthwise_kernel.shape
+        per_pixel = (kernel_h * kernel_w * channels_in * multiplier
+                     + channels_in * multiplier * conv.pointwise_kernel.shape[-1])
+        return out_h * out_w * per_pixel, out_h, out_w
+    kernel_h, kernel_w, channels_in, channels_out = conv.kernel.shape
     return out_h * out_w * kernel_h * kernel_w * channels_in * channels_out, out_h, out_w
 
 
 def _layer(layer, height, width):
+    if isinstance(layer, (InstanceNormalization, keras.layers.ReLU)):
+        return 0, height, width
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.SeparableConv2D)):
+        return _conv(layer, height, width)
     if isinstance(layer, ConvLayer):
         return _conv(layer.conv, height, width)
-    if isinstance(layer, ResidualBlock):
-        first, height, width = _conv(layer.conv1.conv, height, width)
-        second, height, width = _conv(layer.conv2.conv, height, width)
+    if isinstance(layer, (ResidualBlock, MobileResidualBlock)):
+        first, height, width = _layer(layer.conv1, height, width)
+        second, height, width = _layer(layer.conv2, height, width)
         return first + second, height, width
+    if isinstance(layer, SeparableConvLayer):
+        scale = 2 if layer.upsample else 1
+        return _conv(layer.conv, scale * height, scale * width)
     if isinstance(layer, UpsampleConvLayer):
         if layer.mode == "nearest":
-            return _conv(layer.conv.conv, 2 * height, 2 * width)
+            return _layer(layer.conv, 2 * height, 2 * width)
         return _conv(layer.conv, height, width)
     raise TypeError(f"no multiply-accumulate count for {type(layer).__name__}")
 

@@ -1,4 +1,6 @@
-"""Reading and writing images with Pillow, whatever their mode, safely.
+"""Reading, resizing and writing images with Pillow, whatever their mode, safely: every
+read, resize and cover-crop of the package goes through here, so that all of them scale
+the same way.
 
 Every reader applies the EXIF orientation and converts greyscale, palette, RGBA, CMYK,
 16-bit and float images to 8-bit RGB, and turns every way a file can be bad into one
@@ -88,21 +90,49 @@ def composite_on_white(image):
     return background
 
 
-def load_rgb(path, max_side=None):
-    """`path` -> uint8 array (H, W, 3), optionally scaled so its longer side is `max_side`."""
+def load_rgb(path, max_side=None, shorter_side=None):
+    """`path` -> uint8 array (H, W, 3), optionally scaled so its longer side is `max_side`
+    (a style image) or its shorter side is `shorter_side` (a photo)."""
     image = composite_on_white(open_image(path))
-    if max_side and max(image.size) != max_side:
-        scale = max_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)),
-                              max(1, round(image.height * scale))), Image.LANCZOS)
+    if max_side:
+        image = fit_longer_side(image, max_side, method=Image.LANCZOS)
+    if shorter_side:
+        image = resize_shorter_side(image, shorter_side)
     return np.asarray(image, dtype=np.uint8)
 
 
+def _pil(image):
+    return image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, np.uint8))
+
+
+def resize(image, width, height, method=Image.BILINEAR):
+    """`image` (PIL, or a uint8 array) as a PIL image of width x height, antialiased."""
+    image = _pil(image)
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), method, reducing_gap=2.0)
+
+
+def fit_longer_side(image, size, minimum=1, method=Image.BILINEAR):
+    """`image` scaled so its longer side is `size`, no side under `minimum` pixels."""
+    image = _pil(image)
+    scale = size / max(image.size)
+    return resize(image, max(minimum, round(image.width * scale)),
+                  max(minimum, round(image.height * scale)), method)
+
+
 def resize_shorter_side(image, size):
-    """PIL image scaled so its shorter side is `size` (antialiased)."""
+    """`image` (PIL or uint8 array) scaled so its shorter side is `size` (antialiased)."""
+    image = _pil(image)
     scale = size / min(image.size)
-    new = (max(size, round(image.width * scale)), max(size, round(image.height * scale)))
-    return image if new == image.size else image.resize(new, Image.BILINEAR, reducing_gap=2.0)
+    return resize(image, max(size, round(image.width * scale)),
+                  max(size, round(image.height * scale)))
+
+
+def cover(image, width, height):
+    """`image` (PIL or uint8 array) scaled to cover width x height, then centre-cropped to
+    it: a uint8 array."""
+    return np.asarray(ImageOps.fit(_pil(image), (width, height), Image.BILINEAR), np.uint8)
 
 
 def to_uint8(array):

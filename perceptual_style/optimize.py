@@ -21,8 +21,7 @@ from absl import flags
 from keras import ops
 
 from perceptual_style import cli
-from perceptual_style.images import ImageError, composite_on_white, load_rgb, open_image
-from perceptual_style.images import resize_shorter_side, save_image
+from perceptual_style.images import ImageError, load_rgb, save_image
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise")
@@ -131,9 +130,6 @@ def define_flags():
 def main(argv):
     from perceptual_style import style_flags
 
-    if len(argv) > 1:
-        sys.exit(f"optimize: error: unexpected arguments: {' '.join(argv[1:])} "
-                 "(flags are --name=value)")
     if not FLAGS.content or not (FLAGS.style or FLAGS.style_image):
         sys.exit("optimize: error: --content and --style are required; see --helpfull")
     if os.path.splitext(FLAGS.output)[1].lower() not in (".jpg", ".jpeg", ".png"):
@@ -141,17 +137,15 @@ def main(argv):
     try:
         if FLAGS.style:
             style_flags.apply_style(FLAGS.style)
-        photo = composite_on_white(open_image(FLAGS.content))
-        if FLAGS.image_size:
-            photo = resize_shorter_side(photo, FLAGS.image_size)
-        style = load_rgb(FLAGS.style_image, max_side=FLAGS.style_size or None)
-        loss = style_flags.perceptual_loss(style_flags.loss_network(), style)
+        photo = load_rgb(FLAGS.content, shorter_side=FLAGS.image_size)
+        _, style = style_flags.style_image()
+        loss = style_flags.perceptual_loss(style)
         started = time.time()
-        image, history = optimize_image(loss, np.asarray(photo), FLAGS.iterations,
+        image, history = optimize_image(loss, photo, FLAGS.iterations,
                                         FLAGS.optimizer, FLAGS.init, FLAGS.learning_rate,
                                         FLAGS.seed, verbose=True)
         save_image(image, FLAGS.output)
-    except (ImageError, style_flags.StyleFlagsError, OSError) as e:
+    except (ImageError, OSError) as e:
         sys.exit(f"optimize: error: {e}")
     print(f"{FLAGS.optimizer}, {len(history) - 1} iterations, {time.time() - started:.1f} s: total "
           f"loss {history[0][1]:.4g} -> {history[-1][1]:.4g}; wrote {FLAGS.output}")

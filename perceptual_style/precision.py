@@ -1,13 +1,12 @@
 """Which floating-point precision the networks compute in: float32, or bfloat16 where the
 CPU multiplies it natively (AVX512_BF16 or AMX; oneDNN then runs convolutions at about
 twice the float32 rate). Weights, Gram matrices and losses stay float32 (Keras'
-`mixed_bfloat16` policy plus casts in the trainer). Backend-neutral.
+`mixed_bfloat16` policy plus casts in the trainer and in stylized outputs). Backend-neutral;
+Keras is imported where it is used, so that commands' --help stays instant.
 """
 
 import contextlib
 import os
-
-import keras
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
@@ -38,6 +37,8 @@ def cpu_model(cpuinfo="/proc/cpuinfo"):
 def machine_description(cpuinfo="/proc/cpuinfo"):
     """What a training record says it ran on: the accelerator, or the CPU's model, cores
     and widest vector units (machines of one name differ: AVX2 only, or AVX-512 + BF16)."""
+    import keras
+
     if keras.backend.backend() == "jax":
         import jax
 
@@ -61,7 +62,10 @@ def resolve(choice, backend=None, cpuinfo="/proc/cpuinfo"):
         raise ValueError(f"precision must be one of {PRECISIONS}, got {choice!r}")
     if choice != "auto":
         return choice
-    backend = backend or keras.backend.backend()
+    if backend is None:
+        import keras
+
+        backend = keras.backend.backend()
     if backend == "tensorflow" and native_bf16(cpuinfo) and _no_accelerator():
         return "bfloat16"
     return "float32"
@@ -76,6 +80,8 @@ def _no_accelerator():
 @contextlib.contextmanager
 def policy(precision):
     """Layers created in this block compute in `precision` (float32 or bfloat16)."""
+    import keras
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(_POLICIES[precision])
     try:

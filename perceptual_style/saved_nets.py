@@ -2,12 +2,18 @@
 
 Weights are stored as float16 (half the size, about 3.4 MB a style; the network's outputs
 change by well under one grey level) together with the architecture config. `metadata.json`
-beside it records how the style was trained, for people. The folder is written as a unit
+beside it records how the style was trained, for people and for the tools that rebuild its
+loss; its schema is written and read here only (trained_metadata, distilled_metadata): at
+the top level what the network is and saw (name, backend, steps, batch_size, image_size,
+images_seen, ...), under "flags" the training command's flags as given (the loss recipe
+among them: style_flags.saved_style_loss), under "training" one record per session. A value
+is stored once: the style image and VGG19 weights only under "flags". The folder is written as a unit
 (a new folder, then renamed into place), so weights never meet another run's metadata.
 Loading restores float32 weights, and a damaged file or a config that is no TransformerNet
 is one `ValueError` line, raised before any network is built. Backend-neutral.
 """
 
+import datetime
 import json
 import os
 import zipfile
@@ -23,6 +29,96 @@ DEFAULT_DIR = "savedNets"
 REPO_SAVED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               DEFAULT_DIR)
 _CONFIG_KEY = "config"
+
+
+HISTORY_FILE = "history.json"  # a run's sessions so far, beside its checkpoints
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def read_history(checkpoint_dir):
+    """This run's earlier sessions (resumed from the same checkpoints)."""
+    try:
+        with open(os.path.join(checkpoint_dir, HISTORY_FILE)) as f:
+            history = json.load(f)
+        return history if isinstance(history, list) else []
+    except (OSError, ValueError):
+        return []
+
+
+def record_session(checkpoint_dir, sessions, first_step, last_step, seconds, run):
+    """Appends what this session trained to the run's history (kept beside its
+    checkpoints): a style may be trained over many sessions, recipes and machines. `run`:
+    its batch_size, image_size, crop_size, learning_rate, backend, precision and machine."""
+    if last_step <= first_step:
+        return sessions
+    sessions = sessions + [{
+        "steps": [first_step, last_step],
+        "images": (last_step - first_step) * run["batch_size"],
+        **run,
+        "seconds": round(seconds, 1),
+        "seconds_per_step": round(seconds / (last_step - first_step), 3),
+        "date": now(),
+    }]
+    atomic_write(os.path.join(checkpoint_dir, HISTORY_FILE),
+                 lambda f: f.write(json.dumps(sessions, indent=1).encode()))
+    return sessions
+
+
+def prior_training(prior):
+    """--init_from's own training record; metadata from before records were kept becomes
+    one summary entry."""
+    if not prior:
+        return []
+    if "training" in prior:
+        return prior["training"]
+    return [{"images": prior.get("images_seen", 0), "batch_size": prior.get("batch_size"),
+             "image_size": prior.get("image_size"), "crop_size": prior.get("image_size"),
+             "backend": prior.get("backend"), "precision": "float32",
+             "machine": "2-core CPU (not recorded)", "date": prior.get("date")}]
+
+
+def trained_metadata(name, flag_values, run, steps, sessions, prior=None, **facts):
+    """A trained style's metadata. `flag_values`: {flag: value} of the training command;
+    `run`: as for record_session (its learning rate is replaced by the one used, `facts`'
+    learning_rate); `prior`: the metadata of the style it started from (--init_from), whose
+    images and sessions are added to this one's; `facts`: style_sha256, replicas,
+    learning_rate, final_losses, seconds_per_step, skipped_content_images."""
+    metadata = {
+        "name": name, "steps": steps,
+        **{k: run[k] for k in ("backend", "batch_size", "image_size", "crop_size", "precision")},
+        "images_seen": steps * run["batch_size"] + (prior or {}).get("images_seen", 0),
+        "training": prior_training(prior) + sessions,
+        **facts,
+        "date": now(),
+        "flags": flag_values,
+    }
+    if prior is not None:
+        metadata["initialized_from"] = {k: prior.get(k) for k in (
+            "name", "steps", "batch_size", "image_size", "images_seen", "date")}
+    return metadata
+
+
+def distilled_metadata(teacher, teacher_name, name, flag_values, losses, steps, batch_size,
+                       image_size, seconds_per_step, backend):
+    """A distilled style's metadata: the teacher's (its training flags, so that its loss
+    is measured as the teacher's), with the distillation's own facts in place of the
+    teacher's, and `flag_values`, the distillation command's flags."""
+    metadata = {
+        **teacher,
+        "name": name,
+        "distilled_from": teacher_name,
+        "teacher_steps": teacher.get("steps"),
+        "distillation": flag_values,
+        "distillation_loss_every_log": [float(v) for v in losses],
+        "steps": steps, "batch_size": batch_size, "images_seen": steps * batch_size,
+        "image_size": image_size, "seconds_per_step": seconds_per_step, "backend": backend,
+        "date": now(),
+    }
+    metadata.pop("final_losses", None)  # the teacher's, not the student's
+    return metadata
 
 
 def write_json(path, data):
@@ -66,7 +162,8 @@ def _network(config, path):
     if not isinstance(config, dict):
         raise ValueError(f"{path}: its config is not a TransformerNet's")
     try:
-        return TransformerNet.from_config(config)
+        # Stored as float32; it computes in the precision chosen where it runs.
+        return TransformerNet.from_config({**config, "dtype": None})
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: bad TransformerNet config ({e})") from None
 
@@ -79,6 +176,15 @@ def find_saved_dir(saved_dir):
     return REPO_SAVED_DIR
 
 
+def list_styles(saved_dir):
+    """Sorted names of the trained styles in `saved_dir`. Hidden folders are skipped: they
+    are saves in progress, or left (`.tmp-*`) by a save that was killed."""
+    if not os.path.isdir(saved_dir):
+        return []
+    return sorted(name for name in os.listdir(saved_dir) if not name.startswith(".")
+                  and os.path.isfile(os.path.join(saved_dir, name, WEIGHTS_FILE)))
+
+
 def resolve(name_or_path, saved_dir=DEFAULT_DIR):
     """A style name in `saved_dir`, or a folder, -> the folder holding its weights."""
     for directory in (name_or_path, os.path.join(saved_dir, name_or_path)):
@@ -88,8 +194,11 @@ def resolve(name_or_path, saved_dir=DEFAULT_DIR):
         f"no trained style {name_or_path!r}: expected {os.path.join(saved_dir, name_or_path, WEIGHTS_FILE)}")
 
 
-def load_transformer(name_or_path, saved_dir=DEFAULT_DIR):
-    """Rebuilds a saved TransformerNet with float32 weights."""
+def load_transformer(name_or_path, saved_dir=DEFAULT_DIR, precision="float32"):
+    """Rebuilds a saved TransformerNet with float32 weights, computing in `precision`
+    (float32, or bfloat16 where the CPU has it natively: see precision.py)."""
+    from perceptual_style.precision import policy
+
     path = os.path.join(resolve(name_or_path, saved_dir), WEIGHTS_FILE)
     stored = read_npz(path)
     try:
@@ -97,8 +206,9 @@ def load_transformer(name_or_path, saved_dir=DEFAULT_DIR):
         weights = [stored[f"w{i:03d}"] for i in range(len(stored) - 1)]
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path}: not a readable style weights file ({e!s:.200})") from None
-    net = _network(config, path)
-    net(np.zeros((1, 16, 16, 3), np.float32))  # builds the variables
+    with policy(precision):
+        net = _network(config, path)
+        net.build((None, None, None, 3))
     expected = [tuple(w.shape) for w in net.weights]
     if [w.shape for w in weights] != expected:
         raise ValueError(f"{path}: weights do not match the architecture in its config")

@@ -1,13 +1,21 @@
 """The flags that define a style's perceptual loss, shared by training (train.py) and
 pixel optimization (optimize.py), so a `styles/<name>.flags` file means the same loss to
 both. Importing this module defines them; train.py adopts them as its own key flags, so
-they are recorded in a trained style's metadata.
+they are recorded in a trained style's metadata. Beside them: where the style image comes
+from (a path, or a URL checked against --style_sha256), and the one builder of a style's
+PerceptualLoss, from the flags (perceptual_loss) or from a saved style's recorded flags
+(saved_style_loss, for tools/quality.py and tools/benchmark.py).
 """
 
+import hashlib
 import os
 
+import keras
+import numpy as np
 from absl import flags
 
+from perceptual_style import cli
+from perceptual_style.images import load_rgb
 from perceptual_style.losses import PerceptualLoss
 from perceptual_style.vgg import build_loss_network
 
@@ -32,13 +40,11 @@ flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "VGG19 pooling.")
 
 
 STYLES_DIR = "styles"
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_URL_PREFIXES = ("http://", "https://")
 _NAMES = ("style_image", "style_sha256", "style_size", "content_weight", "style_weight",
           "tv_weight", "content_layer", "style_layers", "style_layer_weights", "vgg_weights",
           "pooling")
-
-
-class StyleFlagsError(ValueError):
-    """Loss flags that do not fit together, reported in one line."""
 
 
 def apply_style(style):
@@ -48,7 +54,7 @@ def apply_style(style):
     if not os.path.isfile(path):
         path = style
     if not os.path.isfile(path):
-        raise StyleFlagsError(f"no style {style!r}: neither {STYLES_DIR}/{style}.flags nor a file")
+        raise cli.CommandError(f"no style {style!r}: neither {STYLES_DIR}/{style}.flags nor a file")
     if path.endswith(".flags"):
         values = FLAGS.read_flags_from_files([f"--flagfile={path}"], force_gnu=False)
     else:
@@ -59,34 +65,80 @@ def apply_style(style):
             try:
                 FLAGS[name].parse(text)
             except flags.IllegalFlagValueError as e:
-                raise StyleFlagsError(f"{path}: {e}") from None
+                raise cli.CommandError(f"{path}: {e}") from None
 
 
-def layer_weights():
-    """{style layer: weight} from --style_layers and --style_layer_weights."""
-    if len(FLAGS.style_layers) != len(FLAGS.style_layer_weights):
-        raise StyleFlagsError(f"--style_layer_weights has {len(FLAGS.style_layer_weights)} "
-                              f"entries for {len(FLAGS.style_layers)} --style_layers")
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_style_image(source, sha256=None, cache_dir=None):
+    """A local path for the style image: URLs are downloaded once into Keras' cache
+    (`~/.keras/styles`) and verified; with the file already there no network is used."""
+    if source.startswith(_URL_PREFIXES):
+        if not sha256:
+            raise cli.CommandError("--style_sha256 is required with a URL --style_image")
+        name = os.path.basename(source.split("?")[0]) or "style"
+        try:
+            return keras.utils.get_file(f"{sha256[:12]}-{name}", source, file_hash=sha256,
+                                        hash_algorithm="sha256", cache_subdir="styles",
+                                        cache_dir=cache_dir)
+        except Exception as e:  # network and hash errors come in many types
+            raise cli.CommandError(f"could not fetch style image {source}: {e}") from None
+    if not os.path.isfile(source):
+        raise cli.CommandError(f"style image not found: {source}")
+    if sha256 and sha256_of(source) != sha256.lower():
+        raise cli.CommandError(f"{source}: SHA-256 differs from --style_sha256")
+    return source
+
+
+def style_image():
+    """(local path, float32 RGB array) of --style_image, scaled by --style_size."""
+    path = fetch_style_image(FLAGS.style_image, FLAGS.style_sha256)
+    return path, load_rgb(path, max_side=FLAGS.style_size or None).astype(np.float32)
+
+
+def _layer_weights(layers, weights):
+    """{style layer: weight}; unrecorded weights (None) are 1 each."""
+    weights = [1.0] * len(layers) if weights is None else weights
+    if len(layers) != len(weights):
+        raise cli.CommandError(f"--style_layer_weights has {len(weights)} entries for "
+                               f"{len(layers)} --style_layers")
     try:
-        weights = [float(w) for w in FLAGS.style_layer_weights]
+        return dict(zip(layers, [float(w) for w in weights]))
     except ValueError:
-        raise StyleFlagsError(f"--style_layer_weights must be numbers: "
-                              f"{FLAGS.style_layer_weights}") from None
-    return dict(zip(FLAGS.style_layers, weights))
+        raise cli.CommandError(f"--style_layer_weights must be numbers: {weights}") from None
 
 
-def loss_network():
-    """The frozen VGG19 with the layers the flags' losses read."""
+def _build(recipe, style):
+    """The PerceptualLoss of `recipe` ({loss flag: value}) for `style` (RGB [0, 255])."""
+    layers = _layer_weights(recipe["style_layers"], recipe["style_layer_weights"])
     try:
-        return build_loss_network([FLAGS.content_layer, *layer_weights()],
-                                  pooling=FLAGS.pooling, weights=FLAGS.vgg_weights)
-    except StyleFlagsError:
-        raise
+        network = build_loss_network([recipe["content_layer"], *layers],
+                                     pooling=recipe["pooling"], weights=recipe["vgg_weights"])
     except ValueError as e:  # unknown layer names, VGGWeightsError
-        raise StyleFlagsError(str(e)) from None
+        raise cli.CommandError(str(e)) from None
+    return PerceptualLoss(network, style, recipe["content_layer"], layers,
+                          recipe["content_weight"], recipe["style_weight"], recipe["tv_weight"])
 
 
-def perceptual_loss(network, style_image):
-    """The flags' weighted total loss for `style_image` (RGB [0, 255]) on `network`."""
-    return PerceptualLoss(network, style_image, FLAGS.content_layer, layer_weights(),
-                          FLAGS.content_weight, FLAGS.style_weight, FLAGS.tv_weight)
+def perceptual_loss(style):
+    """The flags' loss (VGG19 included) for `style`, from style_image()."""
+    return _build({name: FLAGS[name].value for name in _NAMES}, style)
+
+
+def saved_style_loss(metadata):
+    """The loss a saved style was trained with, from the loss flags its metadata recorded
+    (one it did not record takes its default). A relative style image path that is not
+    found here is taken from this package's checkout, as styles/*.flags write it."""
+    recipe = {name: FLAGS[name].default for name in _NAMES}
+    recipe.update({k: v for k, v in metadata["flags"].items() if k in _NAMES})
+    source = recipe["style_image"]
+    if not source.startswith(_URL_PREFIXES) and not os.path.isfile(source):
+        source = os.path.join(CHECKOUT, source)
+    path = fetch_style_image(source, recipe["style_sha256"])
+    return _build(recipe, load_rgb(path, max_side=recipe["style_size"] or None))

@@ -24,62 +24,16 @@ from perceptual_style.images import save_image
 SOURCE_DIR = "transferSource"
 FILE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # an --output ending so names one file
 
-flags.DEFINE_list("style", ["all"], "Styles to apply: names in --saved_dir (or folders "
-                  "holding a weights.npz), comma-separated, or 'all'.")
-flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Folder of trained styles. When it "
-                    "does not exist here, the savedNets/ of this package's checkout is used.")
-flags.DEFINE_string("output", "results", "Output folder; for one photo and one style it may "
-                    "also be a file name ending in .jpg or .png.")
+cli.define_stylize_flags(__name__)
 flags.DEFINE_enum("format", "jpg", ["jpg", "png"], "Output format (photos with "
                   "transparency are always written as PNG, alpha kept).")
 flags.DEFINE_integer("quality", 95, "JPEG quality.", lower_bound=1, upper_bound=100)
-flags.DEFINE_float("strength", 1.0, "How much style: 1 full, 0 the photo unchanged; in "
-                   "between, a blend.", lower_bound=0.0, upper_bound=1.0)
-flags.DEFINE_bool("preserve_color", False, "Keep the photo's colours: transfer only the "
-                  "luminance (Gatys et al. 2016).")
-flags.DEFINE_integer("tile_size", tiling.TILE_SIZE, "Photos with a side over tile_size + "
-                     f"{2 * tiling.MARGIN} pixels are stylized in tiles of this size (a "
-                     "multiple of 4): less memory, the same result.", lower_bound=64)
-flags.DEFINE_enum("statistics", "exact", list(tiling.STATISTICS), "For tiled photos: "
-                  "'exact' whole-photo normalization statistics (the same result as one pass, "
-                  "about 7x the work) or 'scaled' (from a copy scaled to one tile: faster, "
-                  "slightly different).")
 flags.DEFINE_integer("max_pixels", MAX_PIXELS, "Largest photo (width x height) to read; "
                      "larger ones are skipped. The default is Pillow's decompression-bomb "
                      "limit, which no value may exceed.", lower_bound=1, upper_bound=MAX_PIXELS)
 flags.DEFINE_string("contact_sheet", None, "Also write a contact sheet (photos x styles) "
                     "here. Default: <output>/contact_sheet.jpg for the main job, else none.")
-flags.register_validator("tile_size", lambda size: size % 4 == 0,
-                         message="--tile_size must be a multiple of 4")
 FLAGS = flags.FLAGS
-
-
-class StylizeError(Exception):
-    """A problem that stops the whole run."""
-
-
-def style_names(directory):
-    if FLAGS.style != ["all"]:
-        return FLAGS.style
-    # Hidden folders are saves in progress, or left by a save that was killed.
-    names = sorted(name for name in os.listdir(directory) if not name.startswith(".") and
-                   os.path.isfile(os.path.join(directory, name, saved_nets.WEIGHTS_FILE))
-                   ) if os.path.isdir(directory) else []
-    if not names:
-        raise StylizeError(f"no trained styles in {directory}/ (train one with "
-                           "python -m perceptual_style.train)")
-    return names
-
-
-def load_styles(directory):
-    nets = {}
-    for name in style_names(directory):
-        try:
-            nets[os.path.basename(os.path.normpath(name))] = saved_nets.load_transformer(
-                name, directory)
-        except (FileNotFoundError, ValueError) as e:
-            raise StylizeError(str(e)) from None
-    return nets
 
 
 def photo_sources(args, failures):
@@ -93,7 +47,7 @@ def photo_sources(args, failures):
             try:
                 photos = sample_photos()
             except RuntimeError as e:
-                raise StylizeError(str(e)) from None
+                raise cli.CommandError(str(e)) from None
             return [(name, None, lambda a=array: Image.fromarray(a)) for name, array in photos.items()]
     from perceptual_style.data import list_images
 
@@ -196,14 +150,15 @@ def stylize_all(nets, sources, failures, sheet_rows):
 def main(argv):
     failures = []
     try:
-        nets = load_styles(saved_nets.find_saved_dir(FLAGS.saved_dir))
+        nets = cli.load_styles(FLAGS.style, saved_nets.find_saved_dir(FLAGS.saved_dir),
+                               FLAGS.precision)
         sources = photo_sources(argv[1:], failures)
         if not sources:
-            raise StylizeError("no photos to stylize: " + "; ".join(failures))
+            raise cli.CommandError("no photos to stylize: " + "; ".join(failures))
         if (os.path.splitext(FLAGS.output)[1].lower() in FILE_EXTENSIONS
                 and len(sources) * len(nets) > 1):
-            raise StylizeError(f"--output={FLAGS.output} names one file, but there are "
-                               f"{len(sources)} photos and {len(nets)} styles: give a folder")
+            raise cli.CommandError(f"--output={FLAGS.output} names one file, but there are "
+                                   f"{len(sources)} photos and {len(nets)} styles: give a folder")
         sheet = FLAGS.contact_sheet
         if sheet is None and not argv[1:]:
             sheet = os.path.join(FLAGS.output, "contact_sheet.jpg")
@@ -212,8 +167,6 @@ def main(argv):
         if sheet_rows:
             save_image(contact_sheet(sheet_rows, ["photo", *nets]), sheet, quality=90)
             print(f"contact sheet: {sheet}")
-    except StylizeError as e:
-        sys.exit(f"stylize: error: {e}")
     except OSError as e:
         sys.exit(f"stylize: error: {e}")
     except KeyboardInterrupt:
@@ -225,7 +178,7 @@ def main(argv):
 
 
 def run():
-    cli.run(main, "stylize", imports=["keras"])
+    cli.run(main, "stylize", imports=["keras"], arguments=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from perceptual_style.data import SkippedFiles, decode_training_image, file_index
-from perceptual_style.images import ImageError
+from perceptual_style.images import ImageError, resize_shorter_side
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -51,14 +51,6 @@ def folder_dataset(files, image_size, batch_size, seed=0, start_step=0, skipped=
     return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
-def resize_shorter_side(image, size):
-    """Antialiased resize so the shorter side is `size`."""
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    scale = size / tf.reduce_min(shape)
-    new_shape = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
-    return tf.image.resize(image, new_shape, antialias=True)
-
-
 def tfds_dataset(name, image_size, batch_size, seed=0, start_step=0, split="train",
                  data_dir=None, download=False, crop_size=None):
     """Images of a TFDS dataset (e.g. `coco/2014`), shuffled; a resumed run reshuffles with a
@@ -71,10 +63,14 @@ def tfds_dataset(name, image_size, batch_size, seed=0, start_step=0, split="trai
                         read_config=read_config, download=download)
     dataset = dataset.repeat().shuffle(1024, seed=seed + start_step)
 
+    def scale(image):  # the folder's resize (images.py), not a second one
+        return np.asarray(resize_shorter_side(image, image_size), np.uint8)
+
     def prepare(example):
-        image = resize_shorter_side(example["image"], image_size)
+        image = tf.numpy_function(scale, [example["image"]], tf.uint8, stateful=False)
+        image.set_shape([None, None, 3])
         size = crop_size or image_size
-        return tf.image.random_crop(image, [size, size, 3], seed=seed)
+        return tf.cast(tf.image.random_crop(image, [size, size, 3], seed=seed), tf.float32)
 
     dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)

@@ -21,7 +21,8 @@ the defaults below, loads no backend.
 import gc
 
 import numpy as np
-from PIL import Image
+
+from perceptual_style.images import fit_longer_side
 
 TILE_SIZE = 768
 MARGIN = 96
@@ -31,10 +32,15 @@ STATISTICS = ("exact", "scaled")
 
 def _run(net, image):
     """uint8 or float (H, W, 3) -> float32 (H, W, 3) in [0, 255], one network pass."""
+    return _run_batch(net, np.asarray(image)[None])[0]
+
+
+def _run_batch(net, batch):
+    """uint8 or float (N, H, W, 3) -> float32 (N, H, W, 3) in [0, 255], one network pass (of
+    a network computing in float32 or bfloat16)."""
     from keras import ops
 
-    batch = np.asarray(image, np.float32)[None]
-    return ops.convert_to_numpy(net(batch))[0]
+    return ops.convert_to_numpy(ops.cast(net(np.asarray(batch, np.float32)), "float32"))
 
 
 def _ramp(length, start, stop, core_start, core_stop, blend):
@@ -61,11 +67,8 @@ def scaled_statistics(net, image, max_side):
 
     from perceptual_style.transformer_net import statistics_hook
 
-    height, width = image.shape[:2]
-    if max(height, width) > max_side:
-        scale = max_side / max(height, width)
-        size = (max(4, round(width * scale)), max(4, round(height * scale)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR, reducing_gap=2.0))
+    if max(image.shape[:2]) > max_side:
+        image = np.asarray(fit_longer_side(image, max_side, minimum=4))
     statistics = {}
 
     def record(layer, x):
@@ -98,7 +101,7 @@ class _ExactStatistics:
         self._path = layer.path
         scale = self.window_height // ops.shape(x)[1]  # 1, 2 or 4
         y0, y1, x0, x1 = (v // scale for v in self.region)
-        part = x[0, y0:y1, x0:x1]
+        part = ops.cast(x[0, y0:y1, x0:x1], "float32")  # bfloat16 would round the sums
         sums = np.stack([np.full(x.shape[-1], (y1 - y0) * (x1 - x0), np.float64)] + [
             ops.convert_to_numpy(ops.sum(v, axis=(0, 1))).astype(np.float64)
             for v in (part, ops.square(part))])
@@ -119,6 +122,15 @@ class _ExactStatistics:
                                         for v in (mean, variance))
         self._path, self._sums = None, None
         return True
+
+
+def stylize_batch(net, batch, tile_size=TILE_SIZE, statistics="exact"):
+    """Stylizes equally sized uint8 RGB images (N, H, W, 3), such as video frames ->
+    float32 in [0, 255]: in one pass when they fit one window, else each tiled."""
+    if window_fits(batch.shape[1:], tile_size):
+        return _run_batch(net, batch)
+    return np.stack([stylize_image(net, image, tile_size, statistics=statistics)
+                     for image in batch])
 
 
 def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,

@@ -9,9 +9,6 @@ the last checkpoint. Final weights go to `savedNets/<name>/`, progress pictures 
 (`KERAS_BACKEND=jax` trains on JAX, importing no TensorFlow for a `--content_dir`).
 """
 
-import datetime
-import hashlib
-import json
 import os
 import sys
 import time
@@ -19,16 +16,14 @@ import time
 import keras
 import numpy as np
 from absl import flags, logging
-from PIL import Image
 
 from perceptual_style import callbacks as cb
 from perceptual_style import cli
 from perceptual_style import distribute, precision, saved_nets, style_flags
-from perceptual_style.atomic import atomic_write
 from perceptual_style.checkpoint import restore_checkpoint, save_checkpoint
 from perceptual_style.data import NO_READABLE_IMAGES, ImageFolderDataset, SkippedFiles
 from perceptual_style.data import check_readable, list_images
-from perceptual_style.images import ImageError, load_rgb, resize_shorter_side
+from perceptual_style.images import ImageError, cover, load_rgb
 from perceptual_style.summaries import SummaryWriter
 from perceptual_style.trainer import LOSS_NAMES, StyleTransferTrainer
 from perceptual_style.transformer_net import TransformerNet
@@ -49,10 +44,7 @@ flags.DEFINE_integer("image_size", 256, "Content photos are scaled so their shor
 flags.DEFINE_integer("crop_size", None, "Side of the square random crops trained on (default: "
                      "--image_size). Smaller crops keep the content's scale at a fraction of "
                      "the work (128 of 256: about a quarter).", lower_bound=16)
-flags.DEFINE_enum("precision", "float32", precision.PRECISIONS, "What the networks compute in: "
-                  "bfloat16 (weights, Gram matrices and losses stay float32) runs about twice "
-                  "as fast on CPUs with native bf16 (AVX512_BF16, AMX); auto picks it there "
-                  "on the TensorFlow backend.")
+cli.define_precision(__name__)
 cli.define_duration("time_budget", None, "Train for at most this long from the start (e.g. "
                     "2h, 45m), then checkpoint and write the network as at the end.")
 flags.DEFINE_bool("overwrite", False, "Replace a trained network in <saved_dir>/<name>/ that "
@@ -67,7 +59,7 @@ flags.DEFINE_enum("upsampling", "nearest", ["nearest", "transpose"], "Transforme
                   "nearest resize + conv, or transposed convs as in the paper.")
 flags.DEFINE_string("name", None, "Style name: output goes to <saved_dir>/<name>/. Default: "
                     "the style image's file name.")
-flags.DEFINE_string("saved_dir", "savedNets", "Where trained styles are written.")
+cli.define_saved_dir(__name__)
 flags.DEFINE_string("checkpoint_dir", "checkpoints", "Checkpoints go to <checkpoint_dir>/<name>/.")
 flags.DEFINE_string("tensorboard_dir", "logs", "TensorBoard logs go to <tensorboard_dir>/<name>/.")
 flags.DEFINE_string("images_dir", "images", "Progress pictures go to <images_dir>/<name>/.")
@@ -94,47 +86,6 @@ flags.DEFINE_enum("strategy", "default", distribute.STRATEGIES, "Where to train 
 flags.DEFINE_bool("scale_learning_rate", False, "Multiply --learning_rate by the number of "
                   "replicas (linear scaling), for when --batch_size grows with them.")
 
-_URL_PREFIXES = ("http://", "https://")
-
-
-class TrainingError(Exception):
-    """A problem with the user's inputs, reported in one line."""
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fetch_style_image(source, sha256=None, cache_dir=None):
-    """A local path for the style image: URLs are downloaded once into Keras' cache
-    (`~/.keras/styles`) and verified; with the file already there no network is used."""
-    if source.startswith(_URL_PREFIXES):
-        if not sha256:
-            raise TrainingError("--style_sha256 is required with a URL --style_image")
-        name = os.path.basename(source.split("?")[0]) or "style"
-        try:
-            return keras.utils.get_file(f"{sha256[:12]}-{name}", source, file_hash=sha256,
-                                        hash_algorithm="sha256", cache_subdir="styles",
-                                        cache_dir=cache_dir)
-        except Exception as e:  # network and hash errors come in many types
-            raise TrainingError(f"could not fetch style image {source}: {e}") from None
-    if not os.path.isfile(source):
-        raise TrainingError(f"style image not found: {source}")
-    if sha256 and sha256_of(source) != sha256.lower():
-        raise TrainingError(f"{source}: SHA-256 differs from --style_sha256")
-    return source
-
-
-def center_square(image, size):
-    """Shorter side scaled to `size`, then the central square."""
-    pil = resize_shorter_side(Image.fromarray(image), size)
-    left, top = (pil.width - size) // 2, (pil.height - size) // 2
-    return np.asarray(pil.crop((left, top, left + size, top + size)))
-
 
 def content_source():
     """(training files or None, held-out sample images)."""
@@ -143,31 +94,31 @@ def content_source():
         try:
             files = list_images(FLAGS.content_dir)
         except FileNotFoundError as e:
-            raise TrainingError(f"--content_dir: {e}") from None
+            raise cli.CommandError(f"--content_dir: {e}") from None
         check_readable(files, FLAGS.image_size)
     if FLAGS.sample_images:
         try:
             sample_files = list_images(FLAGS.sample_images)[: FLAGS.num_samples]
         except FileNotFoundError as e:
-            raise TrainingError(f"--sample_images: {e}") from None
+            raise cli.CommandError(f"--sample_images: {e}") from None
     elif files is not None:
         if len(files) <= FLAGS.num_samples:
-            raise TrainingError(f"--content_dir has {len(files)} images: too few to hold out "
-                                f"{FLAGS.num_samples} samples (set --sample_images)")
+            raise cli.CommandError(f"--content_dir has {len(files)} images: too few to hold out "
+                                   f"{FLAGS.num_samples} samples (set --sample_images)")
         files, sample_files = files[: -FLAGS.num_samples], files[-FLAGS.num_samples:]
     else:
         from perceptual_style.tf_data import tfds_images
 
         samples = load_tfds(tfds_images, FLAGS.num_samples)
-        return None, [center_square(s, FLAGS.image_size) for s in samples]
+        return None, [cover(s, FLAGS.image_size, FLAGS.image_size) for s in samples]
     samples = []
     for path in sample_files:
         try:
-            samples.append(center_square(load_rgb(path), FLAGS.image_size))
+            samples.append(cover(load_rgb(path), FLAGS.image_size, FLAGS.image_size))
         except ImageError as e:
             logging.warning("skipped unreadable sample image: %s", e)
     if not samples:
-        raise TrainingError("none of the sample images could be read")
+        raise cli.CommandError("none of the sample images could be read")
     return files, samples
 
 
@@ -192,9 +143,9 @@ def load_tfds(loader, *args, **kwargs):
         return loader(FLAGS.content_tfds, *args, data_dir=FLAGS.tfds_data_dir,
                       download=FLAGS.tfds_download, **kwargs)
     except Exception as e:  # TFDS raises assertion, not-found and network errors alike
-        raise TrainingError(
-            f"TFDS dataset {FLAGS.content_tfds} is not available ({str(e).splitlines()[0]}); "
-            "pass --content_dir=PHOTOS, or prepare it (--tfds_download)") from None
+        raise cli.CommandError(
+                               f"TFDS dataset {FLAGS.content_tfds} is not available ({str(e).splitlines()[0]}); "
+                               "pass --content_dir=PHOTOS, or prepare it (--tfds_download)") from None
 
 
 def init_from_dir(name):
@@ -205,7 +156,7 @@ def init_from_dir(name):
         try:
             return saved_nets.resolve(name, FLAGS.init_from)
         except FileNotFoundError as e:
-            raise TrainingError(f"--init_from: {e}") from None
+            raise cli.CommandError(f"--init_from: {e}") from None
 
 
 def start_from_saved(trainer, name, load):
@@ -216,10 +167,10 @@ def start_from_saved(trainer, name, load):
         try:
             net = saved_nets.load_transformer(directory)
         except ValueError as e:
-            raise TrainingError(f"--init_from: {e}") from None
+            raise cli.CommandError(f"--init_from: {e}") from None
         if [w.shape for w in net.weights] != [w.shape for w in trainer.transformer.weights]:
-            raise TrainingError(f"--init_from: {directory} holds a different architecture than "
-                                "the flags ask for (see its metadata's flags)")
+            raise cli.CommandError(f"--init_from: {directory} holds a different architecture than "
+                                   "the flags ask for (see its metadata's flags)")
         trainer.transformer.set_weights(net.get_weights())
         logging.info("starting %s from the weights in %s", name, directory)
     try:
@@ -236,101 +187,49 @@ def check_not_replacing(name, out_dir, start_step):
         return
     if FLAGS.init_from and os.path.realpath(init_from_dir(name)) == os.path.realpath(out_dir):
         return
-    raise TrainingError(f"{out_dir} already holds a trained {name}; train under another "
-                        f"--name, or pass --overwrite to replace it")
-
-
-HISTORY_FILE = "history.json"
-
-
-def read_history(checkpoint_dir):
-    """This run's earlier sessions (resumed from the same checkpoints)."""
-    try:
-        with open(os.path.join(checkpoint_dir, HISTORY_FILE)) as f:
-            history = json.load(f)
-        return history if isinstance(history, list) else []
-    except (OSError, ValueError):
-        return []
-
-
-def record_session(checkpoint_dir, sessions, first_step, last_step, seconds, chosen_precision):
-    """Appends what this session trained to the run's history (kept beside its
-    checkpoints): a style may be trained over many sessions, recipes and machines."""
-    if last_step <= first_step:
-        return sessions
-    sessions = sessions + [{
-        "steps": [first_step, last_step],
-        "images": (last_step - first_step) * FLAGS.batch_size,
-        "batch_size": FLAGS.batch_size,
-        "image_size": FLAGS.image_size,
-        "crop_size": FLAGS.crop_size or FLAGS.image_size,
-        "learning_rate": FLAGS.learning_rate,
-        "backend": keras.backend.backend(),
-        "precision": chosen_precision,
-        "machine": precision.machine_description(),
-        "seconds": round(seconds, 1),
-        "seconds_per_step": round(seconds / (last_step - first_step), 3),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }]
-    atomic_write(os.path.join(checkpoint_dir, HISTORY_FILE),
-                 lambda f: f.write(json.dumps(sessions, indent=1).encode()))
-    return sessions
-
-
-def prior_training(prior):
-    """--init_from's own training record; metadata from before records were kept becomes
-    one summary entry."""
-    if not prior:
-        return []
-    if "training" in prior:
-        return prior["training"]
-    return [{"images": prior.get("images_seen", 0), "batch_size": prior.get("batch_size"),
-             "image_size": prior.get("image_size"), "crop_size": prior.get("image_size"),
-             "backend": prior.get("backend"), "precision": "float32",
-             "machine": "2-core CPU (not recorded)", "date": prior.get("date")}]
+    raise cli.CommandError(f"{out_dir} already holds a trained {name}; train under another "
+                           f"--name, or pass --overwrite to replace it")
 
 
 def train(name):
     started = time.monotonic()
     placement = distribute.place(FLAGS.strategy)  # first: it may configure TensorFlow's runtime
     if FLAGS.time_budget and FLAGS.strategy == "multi_worker":
-        raise TrainingError("--time_budget cannot stop every worker of a cluster at the same "
-                            "step; use --steps")
+        raise cli.CommandError("--time_budget cannot stop every worker of a cluster at the same "
+                               "step; use --steps")
     if FLAGS.crop_size and FLAGS.crop_size > FLAGS.image_size:
-        raise TrainingError(f"--crop_size={FLAGS.crop_size} is larger than --image_size="
-                            f"{FLAGS.image_size}")
+        raise cli.CommandError(f"--crop_size={FLAGS.crop_size} is larger than --image_size="
+                               f"{FLAGS.image_size}")
     try:
         chosen_precision = precision.resolve(FLAGS.precision)
     except ValueError as e:
-        raise TrainingError(str(e)) from None
+        raise cli.CommandError(str(e)) from None
     learning_rate = distribute.learning_rate(placement, FLAGS.batch_size, FLAGS.learning_rate,
                                              FLAGS.scale_learning_rate)
-    layer_weights = style_flags.layer_weights()
-    style_path = fetch_style_image(FLAGS.style_image, FLAGS.style_sha256)
-    style = load_rgb(style_path, max_side=FLAGS.style_size or None).astype(np.float32)
+    style_path, style = style_flags.style_image()
     files, samples = content_source()
 
     keras.utils.set_random_seed(FLAGS.seed)
     checkpoint_dir = os.path.join(FLAGS.checkpoint_dir, name)
     out_dir = os.path.join(FLAGS.saved_dir, name)
     with placement.scope(), precision.policy(chosen_precision):
-        loss_network = style_flags.loss_network()
-        trainer = StyleTransferTrainer(
-            TransformerNet(upsampling=FLAGS.upsampling), loss_network, style,
-            content_layer=FLAGS.content_layer, style_layers=layer_weights,
-            content_weight=FLAGS.content_weight, style_weight=FLAGS.style_weight,
-            tv_weight=FLAGS.tv_weight)
+        trainer = StyleTransferTrainer(TransformerNet(upsampling=FLAGS.upsampling),
+                                       style_flags.perceptual_loss(style))
         trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
         try:
             start_step = restore_checkpoint(trainer, checkpoint_dir)
         except ValueError as e:
-            raise TrainingError(str(e)) from None
-        prior = start_from_saved(trainer, name, load=not start_step) if FLAGS.init_from else {}
+            raise cli.CommandError(str(e)) from None
+        prior = start_from_saved(trainer, name, load=not start_step) if FLAGS.init_from else None
     distribute.check_same_step(placement, start_step)
     check_not_replacing(name, out_dir, start_step)
     if start_step:
         logging.info("resuming %s from its checkpoint at step %d", name, start_step)
-    sessions = read_history(checkpoint_dir) if start_step else []
+    sessions = saved_nets.read_history(checkpoint_dir) if start_step else []
+    run = {"batch_size": FLAGS.batch_size, "image_size": FLAGS.image_size,
+           "crop_size": FLAGS.crop_size or FLAGS.image_size, "learning_rate": FLAGS.learning_rate,
+           "backend": keras.backend.backend(), "precision": chosen_precision,
+           "machine": precision.machine_description()}
 
     skipped = SkippedFiles()
     history, seconds_per_step, final_step = {}, None, start_step
@@ -359,17 +258,17 @@ def train(name):
                                  steps_per_epoch=FLAGS.steps - start_step, verbose=0, shuffle=False,
                                  callbacks=callbacks)
         except cb.NonFiniteLossError as e:
-            raise TrainingError(f"{e}. The last good weights are in {checkpoint_dir} "
-                                f"(step {checkpointer.last_saved})") from None
+            raise cli.CommandError(f"{e}. The last good weights are in {checkpoint_dir} "
+                                   f"(step {checkpointer.last_saved})") from None
         except distribute.lost_worker_errors(placement) as e:
-            raise TrainingError(
-                f"lost another worker of the cluster ({e.message.strip().splitlines()[0]}); "
-                f"restart them all with the same command to resume from step "
-                f"{checkpointer.last_saved}") from None
+            raise cli.CommandError(
+                                   f"lost another worker of the cluster ({e.message.strip().splitlines()[0]}); "
+                                   f"restart them all with the same command to resume from step "
+                                   f"{checkpointer.last_saved}") from None
         except Exception as e:  # files unreadable since check_readable; tf.data wraps it
             if NO_READABLE_IMAGES not in str(e):
                 raise
-            raise TrainingError(NO_READABLE_IMAGES) from None
+            raise cli.CommandError(NO_READABLE_IMAGES) from None
         finally:
             if writer is not None:
                 writer.close()
@@ -379,8 +278,8 @@ def train(name):
         seconds = time.time() - fit_started
         seconds_per_step = seconds / max(final_step - start_step, 1)
         if placement.chief:
-            sessions = record_session(checkpoint_dir, sessions, start_step, final_step, seconds,
-                                      chosen_precision)
+            sessions = saved_nets.record_session(checkpoint_dir, sessions, start_step,
+                                                 final_step, seconds, run)
         if len(skipped):
             logging.warning("%d unreadable content images were skipped", len(skipped))
         if checkpointer.interrupted:
@@ -398,46 +297,25 @@ def train(name):
               "chief writes the checkpoint and the trained network")
         return 0
 
-    metadata = {
-        "name": name,
-        "style_image": FLAGS.style_image,
-        "style_sha256": sha256_of(style_path),
-        "vgg_weights": FLAGS.vgg_weights,
-        "backend": keras.backend.backend(),
-        "steps": final_step,
-        "batch_size": FLAGS.batch_size,
-        "replicas": placement.replicas,
-        "learning_rate": learning_rate,
-        "image_size": FLAGS.image_size,
-        "crop_size": FLAGS.crop_size or FLAGS.image_size,
-        "precision": chosen_precision,
-        "images_seen": final_step * FLAGS.batch_size + prior.get("images_seen", 0),
-        "training": prior_training(prior) + sessions,
-        "final_losses": {k: history[k][-1] for k in LOSS_NAMES if k in history},
-        "seconds_per_step": seconds_per_step,
-        "skipped_content_images": len(skipped),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **({"initialized_from": {k: prior.get(k) for k in (
-            "name", "steps", "batch_size", "image_size", "images_seen", "date")}}
-           if FLAGS.init_from else {}),
-        "flags": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])},
-    }
+    metadata = saved_nets.trained_metadata(
+        name, {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])},
+        run, final_step, sessions, prior, style_sha256=style_flags.sha256_of(style_path),
+        replicas=placement.replicas, learning_rate=learning_rate,
+        final_losses={k: history[k][-1] for k in LOSS_NAMES if k in history},
+        seconds_per_step=seconds_per_step, skipped_content_images=len(skipped))
     saved_nets.save_transformer(trainer.transformer, out_dir, metadata)
     print(f"\nTrained {name} for {metadata['steps']} steps: {os.path.join(out_dir, saved_nets.WEIGHTS_FILE)}")
     return 0
 
 
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"train: error: unexpected arguments: {' '.join(argv[1:])} (flags are --name=value)")
     if not FLAGS.style_image:
         sys.exit("train: error: --style_image is required (or a --flagfile from styles/); "
                  "see --helpfull")
     name = FLAGS.name or os.path.splitext(os.path.basename(FLAGS.style_image.split("?")[0]))[0]
     try:
         return train(name)
-    except (TrainingError, style_flags.StyleFlagsError, distribute.DistributeError, ImageError,
-            OSError) as e:  # one line
+    except (distribute.DistributeError, ImageError, OSError) as e:  # one line
         sys.exit(f"train: error: {e}")
     except KeyboardInterrupt:
         print("train: interrupted; rerun the same command to resume from the last checkpoint",

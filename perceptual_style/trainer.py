@@ -10,25 +10,24 @@ Nothing here imports TensorFlow when the backend is JAX.
 """
 
 import keras
-import numpy as np
 from keras import ops
 
-from perceptual_style.losses import PerceptualLoss
+from perceptual_style.transformer_net import INPUT_SHAPE
 
 LOSS_NAMES = ("content", "style", "tv", "total")
 
 
 class StyleTransferTrainer(keras.Model):
-    def __init__(self, transformer, loss_network, style_image, content_layer="block4_conv2",
-                 style_layers=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0,
-                 **kwargs):
+    """Trains `transformer` against `perceptual_loss`, a built losses.PerceptualLoss (e.g.
+    style_flags.perceptual_loss())."""
+
+    def __init__(self, transformer, perceptual_loss, **kwargs):
         super().__init__(**kwargs)
-        transformer(np.zeros((1, 16, 16, 3), np.float32))  # creates its variables
+        if not transformer.built:
+            transformer.build(INPUT_SHAPE)
         self.transformer = transformer
-        self.loss_network = loss_network
-        self.perceptual_loss = PerceptualLoss(loss_network, style_image, content_layer,
-                                              style_layers, content_weight, style_weight,
-                                              tv_weight)
+        self.loss_network = perceptual_loss.loss_network  # tracked: its weights are the model's
+        self.perceptual_loss = perceptual_loss
 
     def call(self, images, training=False):
         """Content images in [0, 255] -> {content, style, tv, total} losses."""

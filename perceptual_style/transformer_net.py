@@ -19,6 +19,7 @@ import keras
 from keras import ops
 
 PACKAGE = "perceptual_style"
+INPUT_SHAPE = (None, None, None, 3)
 UPSAMPLING_MODES = ("nearest", "transpose")
 ARCHITECTURES = ("full", "mobile")
 MIN_SIDE = 5  # the smallest side the full network's reflection padding takes
@@ -27,6 +28,10 @@ MIN_SIDE = 5  # the smallest side the full network's reflection padding takes
 MAX_RESIDUAL_BLOCKS = 32
 MAX_WIDTH_MULTIPLIER = 4.0
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
+
+
+def _with_channels(shape, channels):
+    return (*tuple(shape)[:-1], channels)
 
 
 @contextlib.contextmanager
@@ -59,8 +64,8 @@ class InstanceNormalization(keras.layers.Layer):
         hook = _STATISTICS_HOOK.get()
         if hook is None:
             mean, variance = ops.moments(x, axes=(1, 2), keepdims=True)
-        else:
-            mean, variance = hook(self, x)
+        else:  # float32 statistics, whatever precision the network computes in
+            mean, variance = (ops.cast(v, x.dtype) for v in hook(self, x))
         # Folded into one multiply-add over the activations: fewer full-size temporaries.
         multiplier = ops.rsqrt(variance + self.epsilon) * self.scale
         return x * multiplier + (self.offset - mean * multiplier)
@@ -106,9 +111,17 @@ class ConvLayer(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
         self.normalize, self.relu = normalize, relu
-        self.pad = ReflectionPadding2D(kernel_size // 2)
-        self.conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid")
-        self.norm = InstanceNormalization() if normalize else None
+        policy = {"dtype": self.dtype_policy}  # its parts compute as it does
+        self.pad = ReflectionPadding2D(kernel_size // 2, **policy)
+        self.conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid",
+                                        **policy)
+        self.norm = InstanceNormalization(**policy) if normalize else None
+
+    def build(self, input_shape):
+        # Only the channel count shapes the weights: height and width may stay unknown.
+        self.conv.build(input_shape)
+        if self.norm is not None:
+            self.norm.build(_with_channels(input_shape, self.filters))
 
     def call(self, x):
         x = self.conv(self.pad(x))
@@ -131,6 +144,10 @@ class ResidualBlock(keras.layers.Layer):
         self.filters = filters
         self.conv1 = ConvLayer(filters, 3)
         self.conv2 = ConvLayer(filters, 3, relu=False)
+
+    def build(self, input_shape):
+        self.conv1.build(input_shape)
+        self.conv2.build(_with_channels(input_shape, self.filters))
 
     def call(self, x):
         return x + self.conv2(self.conv1(x))
@@ -161,6 +178,11 @@ class UpsampleConvLayer(keras.layers.Layer):
             self.conv = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same")
             self.norm = InstanceNormalization()
 
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        if self.mode == "transpose":
+            self.norm.build(_with_channels(input_shape, self.filters))
+
     def call(self, x):
         if self.mode == "nearest":
             return self.conv(self.upsample(x))
@@ -184,6 +206,10 @@ class SeparableConvLayer(keras.layers.Layer):
                                                  use_bias=False)
         self.norm = InstanceNormalization()
 
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        self.norm.build(_with_channels(input_shape, self.filters))
+
     def call(self, x):
         if self.resize is not None:
             x = self.resize(x)
@@ -204,6 +230,10 @@ class MobileResidualBlock(keras.layers.Layer):
         self.filters = filters
         self.conv1 = SeparableConvLayer(filters)
         self.conv2 = SeparableConvLayer(filters, relu=False)
+
+    def build(self, input_shape):
+        self.conv1.build(input_shape)
+        self.conv2.build(_with_channels(input_shape, self.filters))
 
     def call(self, x):
         return x + self.conv2(self.conv1(x))
@@ -252,7 +282,7 @@ class TransformerNet(keras.Model):
             self.down = [ConvLayer(c1, 9), ConvLayer(c2, 3, strides=2), ConvLayer(c3, 3, strides=2)]
             self.residuals = [ResidualBlock(c3) for _ in range(num_residual_blocks)]
             self.up = [UpsampleConvLayer(c2, upsampling), UpsampleConvLayer(c1, upsampling)]
-            self.out = ConvLayer(3, 9, normalize=False, relu=False)
+            self.out = ConvLayer(3, 9, normalize=False, relu=False, dtype="float32")
         else:
             # A full 9x9 convolution on the 3 input channels is cheap and sees wide; the
             # output convolution is 3x3, where a 9x9 would cost as much as the rest.
@@ -261,7 +291,15 @@ class TransformerNet(keras.Model):
                          SeparableConvLayer(c2, strides=2), SeparableConvLayer(c3, strides=2)]
             self.residuals = [MobileResidualBlock(c3) for _ in range(num_residual_blocks)]
             self.up = [SeparableConvLayer(c2, upsample=True), SeparableConvLayer(c1, upsample=True)]
-            self.out = keras.layers.Conv2D(3, 3, padding="same")
+            self.out = keras.layers.Conv2D(3, 3, padding="same", dtype="float32")
+
+    def build(self, input_shape):
+        """Creates every weight from the input's channel count, Keras' way: nothing needs
+        calling the network on an image first."""
+        shape = tuple(input_shape)
+        for layer in self.down + self.residuals + self.up + [self.out]:
+            layer.build(shape)
+            shape = _with_channels(shape, getattr(layer, "filters", shape[-1]))
 
     def call(self, images):
         height, width = ops.shape(images)[1], ops.shape(images)[2]
@@ -282,7 +320,9 @@ class TransformerNet(keras.Model):
         x = x / 127.5 - 1.0  # small activations keep float16 builds in range
         for layer in self.down + self.residuals + self.up:
             x = layer(x)
-        # Scaled tanh, as in the paper, bounds the output to [0, 255].
+        # Scaled tanh, as in the paper, bounds the output to [0, 255]. The output layer
+        # computes in float32 whatever the policy: bfloat16 would round the image to
+        # steps of about one grey level.
         x = 127.5 * (ops.tanh(self.out(x)) + 1.0)
         return x if unpadded else x[:, :height, :width, :]
 

@@ -1,9 +1,13 @@
 """Shared fixtures. Tests run on the Keras backend of the environment (TensorFlow unless
 KERAS_BACKEND says otherwise); test_backends.py reruns the backend-neutral ones on JAX."""
 
+import contextlib
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
 
 if os.environ.get("PERCEPTUAL_STYLE_NO_TENSORFLOW"):
     import no_tensorflow  # noqa: F401  (must precede importing Keras)
@@ -54,6 +58,19 @@ def run_cli(args, env=None, timeout=HANG_TIMEOUT, **kwargs):
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
+@contextlib.contextmanager
+def served(folder):
+    """Serves `folder` over HTTP on loopback; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def photo(height=32, width=48, seed=0):
     """A photo-like image: smooth gradients plus texture, mid-range colours."""
     rng = np.random.default_rng(seed)
@@ -66,11 +83,11 @@ def photo(height=32, width=48, seed=0):
 @pytest.fixture(scope="module")
 def net():
     """An untrained network with perturbed weights (so every layer matters)."""
-    from perceptual_style.transformer_net import TransformerNet
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
     keras.utils.set_random_seed(1)
     model = TransformerNet()
-    model(np.zeros((1, 16, 16, 3), np.float32))
+    model.build(INPUT_SHAPE)
     rng = np.random.default_rng(1)
     model.set_weights([w + rng.normal(0, 0.05, w.shape).astype(np.float32)
                        for w in model.get_weights()])
@@ -81,11 +98,11 @@ def net():
 def tiny_style(tmp_path_factory):
     """A style with initialized (untrained) weights, saved the way training saves one."""
     from perceptual_style.saved_nets import save_transformer
-    from perceptual_style.transformer_net import TransformerNet
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
     keras.utils.set_random_seed(0)
     net = TransformerNet()
-    net(np.zeros((1, 16, 16, 3), np.float32))
+    net.build(INPUT_SHAPE)
     folder = tmp_path_factory.mktemp("savedNets") / "tiny"
     save_transformer(net, str(folder))
     return folder

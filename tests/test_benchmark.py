@@ -7,14 +7,13 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import HANG_TIMEOUT, REPO, photo, tensorflow_only
 from perceptual_style.flops import multiply_accumulates
 from perceptual_style.saved_nets import save_transformer
-from perceptual_style.transformer_net import TransformerNet
+from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
 
 def benchmark(*args):
@@ -29,7 +28,7 @@ def positive(value):
 @pytest.mark.parametrize("upsampling", ["nearest", "transpose"])
 def test_multiply_accumulates_follow_the_architecture(upsampling):
     net = TransformerNet(upsampling=upsampling)
-    net(np.zeros((1, 16, 16, 3), np.float32))
+    net.build(INPUT_SHAPE)
     # Johnson et al.'s table: (output side as a fraction of the input, kernel, in, out).
     layers = [(1, 9, 3, 32), (1 / 2, 3, 32, 64), (1 / 4, 3, 64, 128)] + [(1 / 4, 3, 128, 128)] * 10
     if upsampling == "nearest":  # a 3x3 convolution after each 2x resize
@@ -43,6 +42,19 @@ def test_multiply_accumulates_follow_the_architecture(upsampling):
     # Odd sizes are padded to a multiple of 4 first.
     assert multiply_accumulates(net, 61, 62) == expected
     assert multiply_accumulates(net, 2 * side, side) == 2 * expected
+
+
+def test_multiply_accumulates_of_the_mobile_network():
+    net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
+    net.build(INPUT_SHAPE)
+    # (output side as a fraction of the input, in, out) of each depthwise 3x3 + pointwise 1x1.
+    separable = [(1 / 2, 8, 16), (1 / 4, 16, 32), (1 / 4, 32, 32), (1 / 4, 32, 32),
+                 (1 / 2, 32, 16), (1, 16, 8)]
+    side = 64
+    expected = (side ** 2 * 9 * 9 * 3 * 8 + side ** 2 * 3 * 3 * 8 * 3  # first 9x9, last 3x3
+                + sum(int(side * f) ** 2 * (9 * cin + cin * cout) for f, cin, cout in separable))
+    assert multiply_accumulates(net, side, side) == expected
+    assert multiply_accumulates(net, 61, 62) == expected
 
 
 @tensorflow_only
@@ -63,6 +75,11 @@ def test_speed_benchmark_smoke(tmp_path):
             assert all(positive(s[k]) for k in ("seconds", "peak_memory_mib", "gflops",
                                                 "fraction_of_peak"))
         assert positive(r["throughput"]["images_per_second"])
+    # LiteRT's build is converted in a child process: what it measures is the interpreter
+    # alone, without TensorFlow's runtime (several hundred MiB) beside it.
+    keras_peak, litert_peak = (report["inference"][i]["sizes"][-1]["peak_memory_mib"] for i in (0, 2))
+    assert litert_peak < keras_peak / 2, (litert_peak, keras_peak)
+    assert report["machine"]["description"].startswith(report["machine"]["cpu"])
     [training] = report["training"]
     assert training["backend"] == "tensorflow" and positive(training["seconds_per_step"])
     assert "| keras | 48x40 |" in result.stdout and "| jax | 32x32 |" in result.stdout
@@ -126,7 +143,8 @@ def test_quality_benchmark_smoke(tmp_path, net):
 @pytest.mark.parametrize("args, message", [
     (["--sizes=big"], "--sizes must be WIDTHxHEIGHT"),
     (["--paths=tpu", "--sizes=32x32"], "unknown --paths ['tpu']"),
-    (["--quality", "--saved_dir=/nonexistent", "--style=toy"], "no trained style 'toy'"),
+    (["--quality", "--saved_dir=/nonexistent", "--style=toy", "--photos=x"],
+     "no trained style 'toy'"),
 ])
 def test_bad_flags_are_one_line(args, message):
     result = benchmark(*args)

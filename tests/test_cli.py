@@ -14,7 +14,8 @@ from perceptual_style import cli
 TOOLS = {"stylize": ("perceptual_style.stylize", "--tile_size"),
          "export": ("perceptual_style.export", "--models_dir"),
          "client": ("perceptual_style.client", "--protocol"),
-         "export_tflite": ("tools/export_tflite.py", "--quantizations")}
+         "export_tflite": ("tools/export_tflite.py", "--quantizations"),
+         "stylize_video": ("perceptual_style.stylize_video", "--temporal")}
 # Prints, at exit, which of the modules that load a backend the tool imported.
 RUN = """import atexit, runpy, sys
 atexit.register(lambda: print("imported:", [m for m in ("keras", "tensorflow", "jax")
@@ -40,6 +41,8 @@ def test_help_exits_0_before_any_backend_is_imported(program, flag):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert f"  {TOOLS[program][1]}: " in result.stdout
+    if flag == "--helpfull" and program != "client":  # defined once, in cli.py, for all
+        assert "  --saved_dir: " in result.stdout
     assert result.stdout.splitlines()[-1] == "imported: []"
 
 
@@ -50,6 +53,39 @@ def test_flag_errors_are_one_line_before_any_backend_is_imported(program):
     assert result.stderr == (f"{program}: error: Unknown command line flag 'no_such_flag' "
                              "(see --helpfull)\n")
     assert result.stdout == "imported: []\n"
+
+
+@pytest.mark.parametrize("program", ["export", "export_tflite"])
+def test_stray_arguments_are_one_line_errors_before_any_backend_is_imported(program):
+    result = run_tool(program, "--all", "stray")
+    assert result.returncode == 1
+    assert result.stderr == (f"{program}: error: unexpected arguments: stray "
+                             "(flags are --name=value)\n")
+    assert result.stdout == "imported: []\n"
+
+
+def test_commands_share_flags_in_one_process():
+    """train and stylize both take --saved_dir: importing both defined it twice."""
+    code = ("from absl import flags; import perceptual_style.train, perceptual_style.stylize; "
+            "print(sorted(f.name for m in ('perceptual_style.train', 'perceptual_style.stylize') "
+            "for f in flags.FLAGS.get_key_flags_for_module(m) if f.name == 'saved_dir'))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=HANG_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "['saved_dir', 'saved_dir']"
+
+
+@pytest.mark.parametrize("command,flag", [
+    (["-m", "perceptual_style.distill"], "content_dir"),
+    (["tools/quality.py"], "photos"),
+    (["tools/benchmark.py", "--quality"], "photos"),
+])
+def test_photo_folders_have_no_development_machine_default(command, flag):
+    result = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True,
+                            text=True, timeout=HANG_TIMEOUT)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].endswith(
+        f": error: --{flag} is required (see --helpfull)")
 
 
 def test_native_output_is_dropped_unless_the_user_set_a_log_level(capfd, monkeypatch):

@@ -44,6 +44,7 @@ def test_cli_saves_a_loadable_student(tiny_style, photo_dir, tmp_path):
 
 
 def test_cli_missing_teacher_is_one_line(tmp_path):
-    result = run_cli(["perceptual_style.distill", "--teacher=nope", f"--saved_dir={tmp_path}"])
+    result = run_cli(["perceptual_style.distill", "--teacher=nope", f"--saved_dir={tmp_path}",
+                      f"--content_dir={tmp_path}"])
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("distill: error: no trained style 'nope'")

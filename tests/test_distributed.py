@@ -314,12 +314,19 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
 
 
 def test_jax_data_parallel_on_two_devices_matches_one_device(tmp_path):
-    """With TensorFlow unimportable; the Pillow loader's batches are sharded over devices."""
+    """With TensorFlow unimportable; the Pillow loader's batches are sharded over devices.
+
+    One step, so the moments compare gradients taken at the same weights: after Adam's
+    first step (about +-1e-3 per weight by the sign of its gradient), rounding differences
+    between one and two devices can flip those signs, and in 4 steps the first moments
+    drifted apart by 0.3% to 23% depending only on the initialization (measured on 4
+    seeds), too close to what a wrong gradient gives. At one step they agree within 0.05%."""
     folder = make_workdir(tmp_path)
     checkpoints = {}
     for strategy in ("default", "data_parallel"):
         run = folder / strategy
-        args = tiny_args(folder, 4, batch_size=4, strategy=strategy, **outputs_in(run))
+        args = tiny_args(folder, 1, batch_size=4, strategy=strategy, checkpoint_every=1,
+                         **outputs_in(run))
         result = subprocess.run([sys.executable, "-c", JAX_ONLY, *flags_of(args)], cwd=REPO,
                                 env={**os.environ, **JAX}, capture_output=True, text=True,
                                 timeout=HANG_TIMEOUT)
@@ -330,8 +337,9 @@ def test_jax_data_parallel_on_two_devices_matches_one_device(tmp_path):
         assert metadata["replicas"] == (2 if strategy == "data_parallel" else 1)
         checkpoints[strategy] = run / "checkpoints" / "stripes"
     moments, rms, largest = assert_same_training(checkpoints["default"],
-                                                 checkpoints["data_parallel"])
-    print(f"JAX DataParallel on 2 devices vs 1, 4 steps: first moments within {moments:.1%}, "
+                                                 checkpoints["data_parallel"],
+                                                 weight_rms=1e-5, moment_rtol=0.01)
+    print(f"JAX DataParallel on 2 devices vs 1, 1 step: first moments within {moments:.1%}, "
           f"weight difference RMS {rms:.1e}, max {largest:.1e}")
 
 

@@ -138,6 +138,19 @@ def test_load_rgb_scales_longer_side(tmp_path):
     assert load_rgb(str(tmp_path / "g.png"), max_side=60).shape == (40, 60, 3)
 
 
+def test_one_resize_for_photos_and_one_cover_crop(tmp_path):
+    Image.fromarray(GRADIENT).save(tmp_path / "g.png")
+    scaled = load_rgb(str(tmp_path / "g.png"), shorter_side=10)
+    assert scaled.shape == (10, 15, 3)
+    np.testing.assert_array_equal(
+        scaled, np.asarray(Image.fromarray(GRADIENT).resize((15, 10), Image.BILINEAR,
+                                                            reducing_gap=2.0)))
+    # 3 columns of 2 x 2 blocks: covering 2 x 2 keeps the middle block, whole.
+    blocks = np.kron(np.array([[10, 20, 30]], np.uint8), np.ones((2, 2), np.uint8))
+    middle = images.cover(np.dstack([blocks] * 3), 2, 2)
+    np.testing.assert_array_equal(middle, np.full((2, 2, 3), 20, np.uint8))
+
+
 def test_save_image_is_atomic_and_keeps_old_file_on_failure(tmp_path, monkeypatch):
     path = str(tmp_path / "out.png")
     save_image(GRADIENT, path)

@@ -1,24 +1,26 @@
 """Pixel optimization (Gatys et al.) lowers the training loss; test_backends.py runs this
 file on JAX too."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import photo, run_cli
+from conftest import photo, run_cli, served
 from perceptual_style.losses import PerceptualLoss
 from perceptual_style.optimize import optimize_image, value_and_gradient
 from perceptual_style.vgg import build_loss_network
 
 STYLE_LAYERS = {"block1_conv1": 1.0, "block2_conv1": 1.0}
+_Y, _X = np.mgrid[0:40, 0:40]
+STRIPES = np.stack([(_X % 8 < 4) * 255.0, (_Y % 6 < 3) * 200.0, np.full((40, 40), 60.0)], -1)
 
 
 @pytest.fixture(scope="module")
 def loss(vgg_weights):
     network = build_loss_network(["block2_conv2", *STYLE_LAYERS], weights=vgg_weights)
-    y, x = np.mgrid[0:40, 0:40]
-    stripes = np.stack([(x % 8 < 4) * 255.0, (y % 6 < 3) * 200.0, np.full((40, 40), 60.0)], -1)
-    return PerceptualLoss(network, stripes, "block2_conv2", STYLE_LAYERS, content_weight=1.0,
+    return PerceptualLoss(network, STRIPES, "block2_conv2", STYLE_LAYERS, content_weight=1.0,
                           style_weight=1e-3, tv_weight=1e-3)
 
 
@@ -62,6 +64,47 @@ def test_cli_writes_the_optimized_image(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "adam, 3 iterations" in result.stdout
     assert Image.open(output).size == (36, 28)
+
+
+def test_a_saved_styles_loss_is_rebuilt_from_its_metadata(tmp_path, monkeypatch, loss):
+    """From any folder: a relative style image is looked for in the package's checkout."""
+    from perceptual_style import style_flags
+
+    (tmp_path / "paintings").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    Image.fromarray(STRIPES.astype(np.uint8)).save(tmp_path / "paintings" / "stripes.png")
+    monkeypatch.setattr(style_flags, "CHECKOUT", str(tmp_path))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    metadata = {"flags": {"style_image": "paintings/stripes.png", "style_size": 0,
+                          "content_layer": "block2_conv2", "style_layers": list(STYLE_LAYERS),
+                          "style_layer_weights": None, "style_weight": 1e-3, "tv_weight": 1e-3,
+                          "steps": 10}}
+    rebuilt = style_flags.saved_style_loss(metadata)
+    assert rebuilt.content_layer == "block2_conv2" and rebuilt.style_layers == STYLE_LAYERS
+    assert (rebuilt.content_weight, rebuilt.style_weight, rebuilt.tv_weight) == (1.0, 1e-3, 1e-3)
+    for layer in STYLE_LAYERS:
+        np.testing.assert_allclose(rebuilt.style_grams[layer], loss.style_grams[layer], rtol=1e-5)
+
+
+def test_cli_fetches_a_style_image_url(tmp_path):
+    """The shared --style_image flag takes a URL with --style_sha256 here too."""
+    from perceptual_style.style_flags import sha256_of
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+    Image.fromarray(STRIPES.astype(np.uint8)).save(folder / "painting.png")
+    Image.fromarray(photo(20, 24)).save(tmp_path / "photo.png")
+    with served(folder) as base:
+        result = run_cli(["perceptual_style.optimize", f"--style_image={base}/painting.png",
+                          f"--style_sha256={sha256_of(folder / 'painting.png')}",
+                          "--content_layer=block2_conv2", "--style_layers=block1_conv1",
+                          "--style_layer_weights=1", f"--content={tmp_path / 'photo.png'}",
+                          "--image_size=0", "--iterations=1", "--optimizer=adam",
+                          f"--output={tmp_path / 'out.png'}"],
+                         env={"KERAS_HOME": str(tmp_path / "keras")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(os.listdir(tmp_path / "keras" / "styles")) == 1
+    assert Image.open(tmp_path / "out.png").size == (24, 20)
 
 
 @pytest.mark.parametrize("args, message", [

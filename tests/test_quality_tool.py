@@ -31,6 +31,8 @@ def test_quality_table_for_an_untrained_style(tmp_path, net):
         save_transformer(net, str(tmp_path / "nets" / "blown"), metadata)
     finally:
         bias.assign(original)
+    # A save that was killed leaves a hidden folder: it is no style.
+    save_transformer(net, str(tmp_path / "nets" / ".tmp-toy"), metadata)
     report = tmp_path / "quality.json"
     result = subprocess.run(
         [sys.executable, "tools/quality.py", f"--saved_dir={tmp_path / 'nets'}",

@@ -16,7 +16,7 @@ pytestmark = tensorflow_only
 tf = pytest.importorskip("tensorflow")
 from perceptual_style import tflite  # noqa: E402  (needs TensorFlow)
 from perceptual_style.saved_nets import load_transformer, save_transformer  # noqa: E402
-from perceptual_style.transformer_net import TransformerNet  # noqa: E402
+from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet  # noqa: E402
 
 SIZE = (64, 64)
 
@@ -148,7 +148,7 @@ def test_calibrating_and_running_warn_of_no_deprecated_interpreter(style_net, tm
 def test_mobile_network_needs_no_mirror_pad(tmp_path):
     keras.utils.set_random_seed(3)
     net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
-    net(np.zeros((1, 16, 16, 3), np.float32))
+    net.build(INPUT_SHAPE)
     tflite.write_saved_model(net, str(tmp_path / "mobile"))
     model = tflite.convert(str(tmp_path / "mobile"), "float32")
     names = tflite.op_names(model)

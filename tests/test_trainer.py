@@ -11,6 +11,7 @@ from perceptual_style import callbacks as cb
 from perceptual_style.checkpoint import (CHECKPOINT_FILE, checkpoint_step, restore_checkpoint,
                                          save_checkpoint)
 from perceptual_style.data import ImageFolderDataset, list_images
+from perceptual_style.losses import PerceptualLoss
 from perceptual_style.saved_nets import load_transformer, save_transformer
 from perceptual_style.trainer import StyleTransferTrainer
 from perceptual_style.transformer_net import TransformerNet
@@ -20,25 +21,45 @@ from weight_files import damaged_copies
 STYLE_LAYERS = {"block1_conv1": 1.0, "block2_conv1": 1.0}
 
 
+_Y, _X = np.mgrid[0:48, 0:48]
+STRIPES = np.stack([(_X % 8 < 4) * 255.0, (_Y % 6 < 3) * 200.0, np.full((48, 48), 60.0)], -1)
+
+
 def make_trainer(vgg_weights, style_weight=1e-5, seed=0):
     keras.utils.set_random_seed(seed)
     loss_network = build_loss_network(["block2_conv2", *STYLE_LAYERS], weights=vgg_weights)
-    y, x = np.mgrid[0:48, 0:48]
-    stripes = np.stack([(x % 8 < 4) * 255.0, (y % 6 < 3) * 200.0, np.full((48, 48), 60.0)], -1)
-    trainer = StyleTransferTrainer(TransformerNet(), loss_network, stripes.astype(np.float32),
-                                   content_layer="block2_conv2", style_layers=STYLE_LAYERS,
-                                   content_weight=1.0, style_weight=style_weight, tv_weight=1e-3)
+    loss = PerceptualLoss(loss_network, STRIPES.astype(np.float32), "block2_conv2", STYLE_LAYERS,
+                          content_weight=1.0, style_weight=style_weight, tv_weight=1e-3)
+    trainer = StyleTransferTrainer(TransformerNet(), loss)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     return trainer
 
 
-def test_losses_match_their_definitions(vgg_weights):
+def test_losses_match_an_independent_numpy_computation(vgg_weights):
     trainer = make_trainer(vgg_weights)
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     losses = {k: float(v) for k, v in trainer(images).items()}
-    assert losses["content"] > 0 and losses["style"] > 0 and losses["tv"] > 0
-    expected = losses["content"] + 1e-5 * losses["style"] + 1e-3 * losses["tv"]
-    assert np.isclose(losses["total"], expected, rtol=1e-5)
+
+    def features(batch):
+        return {k: keras.ops.convert_to_numpy(v).astype(np.float64)
+                for k, v in trainer.loss_network(np.asarray(batch, np.float32)).items()}
+
+    def gram(f):
+        b, h, w, c = f.shape
+        flat = f.reshape(b, h * w, c)
+        return np.einsum("bpi,bpj->bij", flat, flat) / (h * w * c)
+
+    stylized = keras.ops.convert_to_numpy(trainer.transformer(images)).astype(np.float64)
+    ours, photos, painting = features(stylized), features(images), features(STRIPES[None])
+    content = np.mean((ours["block2_conv2"] - photos["block2_conv2"]) ** 2)
+    style = sum(weight * np.mean(np.sum((gram(ours[layer]) - gram(painting[layer])) ** 2,
+                                        axis=(1, 2))) for layer, weight in STYLE_LAYERS.items())
+    tv = (np.mean((stylized[:, 1:] - stylized[:, :-1]) ** 2)
+          + np.mean((stylized[:, :, 1:] - stylized[:, :, :-1]) ** 2))
+    expected = {"content": content, "style": style, "tv": tv,
+                "total": content + 1e-5 * style + 1e-3 * tv}
+    for name, value in expected.items():
+        assert np.isclose(losses[name], value, rtol=1e-3), name
     assert not trainer.loss_network.trainable_weights
     assert len(trainer.trainable_weights) == len(trainer.transformer.trainable_weights)
 
@@ -101,3 +122,18 @@ def test_non_finite_loss_stops_training(vgg_weights, photo_dir):
     data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=3)
     with pytest.raises(cb.NonFiniteLossError, match="total loss became inf at step 1"):
         trainer.fit(data, epochs=1, verbose=0, callbacks=[cb.NonFiniteLossGuard()])
+
+
+def test_progress_bar_of_a_resumed_run_times_only_its_own_steps(monkeypatch, capsys):
+    """Resumed at step 1000, steps 3 s apart after a slow first one show 3s/step, not
+    about 106/1003 s (Keras' bar divides by the global step)."""
+    now = [0.0]
+    monkeypatch.setattr(cb.time, "time", lambda: now[0])
+    bar = cb.ProgressBar(1010, start_step=1000, weights={"style": 1e-5})
+    bar.on_train_begin()
+    for batch, seconds in enumerate([100.0, 103.0, 106.0]):
+        now[0] = seconds
+        bar.on_train_batch_end(batch, {"content": 1.0, "style": 2e5, "tv": 3.0, "total": 6.0})
+    shown = capsys.readouterr().out
+    assert "3s/step" in shown.split("\r")[-1], shown[-300:]
+    assert "style*1e-05: 2.0000" in shown

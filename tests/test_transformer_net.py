@@ -9,8 +9,9 @@ import pytest
 
 from conftest import REPO
 from perceptual_style.saved_nets import load_metadata, load_transformer, save_transformer
-from perceptual_style.transformer_net import (InstanceNormalization, NearestUpsampling2D,
-                                              ReflectionPadding2D, TransformerNet)
+from perceptual_style.transformer_net import (INPUT_SHAPE, InstanceNormalization,
+                                              NearestUpsampling2D, ReflectionPadding2D,
+                                              TransformerNet)
 from weight_files import damaged_copies
 
 
@@ -22,7 +23,26 @@ def test_output_has_input_size_and_range(upsampling, height, width):
     out = keras.ops.convert_to_numpy(net(images))
     assert out.shape == (2, height, width, 3)
     assert out.min() >= 0 and out.max() <= 255
-    assert np.std(out) > 0
+    # Odd sizes: the same as the network on the image reflection-padded (numpy) to a
+    # multiple of 4, cropped back.
+    padded = np.pad(images, ((0, 0), (0, -height % 4), (0, -width % 4), (0, 0)), mode="reflect")
+    whole = keras.ops.convert_to_numpy(net(padded))
+    np.testing.assert_allclose(out, whole[:, :height, :width], atol=0.05)
+
+
+@pytest.mark.parametrize("config", [{}, {"upsampling": "transpose"},
+                                    {"arch": "mobile", "width_multiplier": 0.25}])
+def test_build_creates_every_weight_without_an_image(config):
+    built = TransformerNet(**config)
+    built.build(INPUT_SHAPE)
+    image = np.random.default_rng(2).uniform(0, 255, (1, 20, 28, 3)).astype("float32")
+    called = TransformerNet(**config)
+    called(image)  # built by its first call, as before build() existed
+    assert built.built and len(built.weights) == len(called.weights) > 0
+    assert [w.shape for w in built.weights] == [w.shape for w in called.weights]
+    called.set_weights(built.get_weights())
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(built(image)),
+                                  keras.ops.convert_to_numpy(called(image)))
 
 
 def test_paper_architecture():
@@ -140,7 +160,7 @@ def test_configs_beyond_any_network_are_refused_before_building(config, message)
 def small_net(seed=8):
     keras.utils.set_random_seed(seed)
     net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
-    net(np.zeros((1, 16, 16, 3), "float32"))
+    net.build(INPUT_SHAPE)
     return net
 
 

@@ -20,6 +20,7 @@ Writes `<output_dir>/quality<tag>.json`.
 Timings are only meaningful on an otherwise idle machine: pause other jobs while it runs.
 """
 
+import contextlib
 import json
 import os
 import platform
@@ -59,10 +60,9 @@ flags.DEFINE_string("tag", "", "Suffix of the output files' names, to keep exper
 flags.DEFINE_bool("quality", False, "Measure quality against pixel optimization instead.")
 flags.DEFINE_string("style", "snight", "Quality: the trained style (a name in --saved_dir or "
                     "a folder).")
-flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Folder of trained styles. When it "
-                    "does not exist here, the savedNets/ of this checkout is used.")
-flags.DEFINE_string("photos", os.path.join("..", "shared", "data", "content", "eval"),
-                    "Quality: held-out photos (folder, glob or file).")
+cli.define_saved_dir(__name__)
+flags.DEFINE_string("photos", None, "Quality: held-out photos (folder, glob or file); "
+                    "required with --quality.")
 flags.DEFINE_integer("num_photos", 2, "Quality: how many of them (the first, sorted).",
                      lower_bound=1)
 flags.DEFINE_integer("image_size", 128, "Quality: photos are scaled so their shorter side "
@@ -75,15 +75,11 @@ flags.DEFINE_string("worker_output", None, "Internal: where a worker writes its 
 FLAGS = flags.FLAGS
 
 
-class BenchmarkError(Exception):
-    """A bad flag or input, reported in one line."""
-
-
 # --- Inference paths -------------------------------------------------------------------
-# A path is a function (net, workdir) -> run, where run(images) takes float32 numpy images
-# (batch, height, width, 3) in [0, 255] and returns the stylized images as numpy (so the
-# work is finished when it returns). Registering one more path, e.g. a LiteRT interpreter,
-# is one decorated function.
+# A path is a function (make_net, workdir) -> run, where make_net() builds the network and
+# run(images) takes float32 numpy images (batch, height, width, 3) in [0, 255] and returns
+# the stylized images as numpy (so the work is finished when it returns). Registering one
+# more path is one decorated function.
 PATHS = {}
 
 
@@ -95,17 +91,40 @@ def inference_path(name, backend="tensorflow"):
 
 
 @inference_path("keras")
-def keras_tf_function(net, workdir):
+def keras_tf_function(make_net, workdir):
     """The Keras model traced by tf.function (TensorFlow's graph runtime, oneDNN kernels)."""
+    net = make_net()
     import tensorflow as tf
 
     function = tf.function(net, reduce_retracing=True)
     return lambda images: function(images).numpy()
 
 
+@inference_path("auto")
+def keras_auto_precision(make_net, workdir):
+    """The keras path in the precision `stylize --precision=auto` picks on this machine:
+    bfloat16 where the CPU has it natively (see perceptual_style/precision.py), else
+    float32."""
+    net = make_net()
+    import tensorflow as tf
+
+    from perceptual_style import precision
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
+
+    with precision.policy(precision.resolve("auto", "tensorflow")):
+        chosen = TransformerNet(**{k: v for k, v in net.get_config().items()
+                                   if k in ("upsampling", "num_residual_blocks", "arch",
+                                            "width_multiplier")})
+        chosen.build(INPUT_SHAPE)
+    chosen.set_weights(net.get_weights())
+    function = tf.function(chosen, reduce_retracing=True)
+    return lambda images: function(images).numpy()
+
+
 @inference_path("xla")
-def keras_xla(net, workdir):
+def keras_xla(make_net, workdir):
     """The same, compiled by XLA (`jit_compile=True`), one compilation per size."""
+    net = make_net()
     import tensorflow as tf
 
     function = tf.function(net, jit_compile=True)
@@ -113,8 +132,9 @@ def keras_xla(net, workdir):
 
 
 @inference_path("savedmodel")
-def saved_model(net, workdir):
+def saved_model(make_net, workdir):
     """The exported SavedModel's `stylize_tensor` signature (what TensorFlow Serving runs)."""
+    net = make_net()
     import tensorflow as tf
 
     from perceptual_style.export import export_style
@@ -126,8 +146,9 @@ def saved_model(net, workdir):
 
 
 @inference_path("jax", backend="jax")
-def jax_jit(net, workdir):
+def jax_jit(make_net, workdir):
     """The Keras model on the JAX backend, `jax.jit` of its stateless call."""
+    net = make_net()
     import jax
 
     trainable = [v.value for v in net.trainable_variables]
@@ -138,15 +159,31 @@ def jax_jit(net, workdir):
 
 def litert_path(quantization):
     """A resizable LiteRT build of one quantization (perceptual_style/tflite.py), run by the
-    LiteRT interpreter with XNNPACK and 2 threads, one image at a time as a phone would."""
-    def build(net, workdir):
+    LiteRT interpreter with XNNPACK and 2 threads, one image at a time as a phone would.
+    Converted in a child process, so that this one holds only the interpreter: its memory
+    is what a phone's app would need, not TensorFlow's and the converter's."""
+    def build(make_net, workdir):
         from perceptual_style import tflite
 
-        saved_model_dir = os.path.join(workdir, "saved_model")
-        tflite.write_saved_model(net, saved_model_dir)
-        runner = tflite.Runner(tflite.convert(saved_model_dir, quantization))
+        converted = in_subprocess(f"convert:{quantization}", folder=workdir)
+        with open(converted["model"], "rb") as f:
+            runner = tflite.Runner(f.read())
         return lambda images: np.stack([runner(image) for image in images])
     return build
+
+
+def convert_litert(quantization):
+    """The child process of litert_path: writes the seeded network's build beside its
+    JSON answer, which names it."""
+    from perceptual_style import tflite
+
+    folder = os.path.dirname(FLAGS.worker_output)
+    saved_model_dir = os.path.join(folder, "saved_model")
+    tflite.write_saved_model(seeded_net(), saved_model_dir)
+    path = os.path.join(folder, f"{quantization}.tflite")
+    with open(path, "wb") as f:
+        f.write(tflite.convert(saved_model_dir, quantization))
+    return {"model": path}
 
 
 for quantization in ("float32", "float16", "dynamic_int8"):
@@ -162,8 +199,8 @@ def sizes():
     except ValueError:
         parsed = []
     if not parsed or any(len(s) != 2 or min(s) < 4 for s in parsed):
-        raise BenchmarkError(f"--sizes must be WIDTHxHEIGHT values of at least 4, got "
-                             f"{','.join(FLAGS.sizes)}")
+        raise cli.CommandError(f"--sizes must be WIDTHxHEIGHT values of at least 4, got "
+                               f"{','.join(FLAGS.sizes)}")
     return parsed
 
 
@@ -208,20 +245,21 @@ def seeded_net():
     """Speed does not depend on the weights: an untrained network, the same every run."""
     import keras
 
-    from perceptual_style.transformer_net import TransformerNet
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
     keras.utils.set_random_seed(0)
     net = TransformerNet()
-    net(np.zeros((1, 16, 16, 3), np.float32))
+    net.build(INPUT_SHAPE)
     return net
 
 
 def measure_inference(name):
-    configure_threads()
+    if not name.startswith("litert_"):  # LiteRT sets its own threads; no TensorFlow here
+        configure_threads()
     rng = np.random.default_rng(0)
     results = {"path": name, "backend": PATHS[name][0], "sizes": [], "throughput": None}
     with tempfile.TemporaryDirectory() as workdir:
-        run = PATHS[name][1](seeded_net(), workdir)
+        run = PATHS[name][1](seeded_net, workdir)
         # Smallest first, so memory kept by an earlier size rarely sets a later peak.
         for width, height in sorted(sizes(), key=lambda s: s[0] * s[1]):
             images = rng.uniform(0, 255, (1, height, width, 3)).astype(np.float32)
@@ -245,6 +283,7 @@ def measure_training(backend):
     configure_threads()
     import keras
 
+    from perceptual_style.losses import PerceptualLoss
     from perceptual_style.trainer import StyleTransferTrainer
     from perceptual_style.transformer_net import TransformerNet
     from perceptual_style.vgg import build_loss_network
@@ -252,10 +291,10 @@ def measure_training(backend):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     style_layers = {f"block{i}_conv1": 1.0 for i in range(1, 6)}
-    trainer = StyleTransferTrainer(
-        TransformerNet(), build_loss_network(["block4_conv2", *style_layers]),
-        rng.uniform(0, 255, (256, 256, 3)), content_layer="block4_conv2",
-        style_layers=style_layers, content_weight=1.0, style_weight=3e-5, tv_weight=1e-2)
+    loss = PerceptualLoss(build_loss_network(["block4_conv2", *style_layers]),
+                          rng.uniform(0, 255, (256, 256, 3)), "block4_conv2", style_layers,
+                          content_weight=1.0, style_weight=3e-5, tv_weight=1e-2)
+    trainer = StyleTransferTrainer(TransformerNet(), loss)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     size = FLAGS.train_size
     batch = rng.uniform(0, 255, (FLAGS.train_batch, size, size, 3)).astype(np.float32)
@@ -288,16 +327,20 @@ def worker(kind):
         return measure_training(name)
     if task == "peak":
         return measure_peak()
-    raise BenchmarkError(f"unknown --worker {kind}")
+    if task == "convert":
+        return convert_litert(name)
+    raise cli.CommandError(f"unknown --worker {kind}")
 
 
 FORWARDED = ("sizes", "repeats", "warmup", "batch", "throughput_size", "train_steps",
              "train_size", "train_batch", "matmul_size", "threads")
 
 
-def in_subprocess(kind, backend="tensorflow"):
-    """Runs `worker(kind)` in a fresh Python process on `backend`; returns its JSON."""
-    with tempfile.TemporaryDirectory() as tmp:
+def in_subprocess(kind, backend="tensorflow", folder=None):
+    """Runs `worker(kind)` in a fresh Python process on `backend`; returns its JSON. Its
+    answer is written in `folder` (default: a temporary one), where it may leave files."""
+    with contextlib.ExitStack() as stack:
+        tmp = folder or stack.enter_context(tempfile.TemporaryDirectory())
         output = os.path.join(tmp, "result.json")
         command = [sys.executable, os.path.abspath(__file__), f"--worker={kind}",
                    f"--worker_output={output}"]
@@ -306,7 +349,7 @@ def in_subprocess(kind, backend="tensorflow"):
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode or not os.path.isfile(output):
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise BenchmarkError(f"{kind} on {backend} failed: {last}")
+            raise cli.CommandError(f"{kind} on {backend} failed: {last}")
         with open(output) as f:
             return json.load(f)
 
@@ -316,20 +359,17 @@ def in_subprocess(kind, backend="tensorflow"):
 def machine():
     import keras
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    from perceptual_style import precision
+
     versions = {"python": platform.python_version(), "keras": keras.__version__}
     for module in ("tensorflow", "jax"):
         try:
             versions[module] = __import__(module).__version__
         except ImportError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "versions": versions,
+    return {"cpu": precision.cpu_model(), "cores": os.cpu_count(),
+            "description": precision.machine_description(),
+            "native_bf16": precision.native_bf16(), "versions": versions,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
@@ -371,7 +411,7 @@ def speed():
     paths = FLAGS.paths or list(PATHS)
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
-        raise BenchmarkError(f"unknown --paths {unknown}; choose from {sorted(PATHS)}")
+        raise cli.CommandError(f"unknown --paths {unknown}; choose from {sorted(PATHS)}")
     net = seeded_net()
     macs = {f"{w}x{h}": multiply_accumulates(net, h, w) for w, h in sizes()}
     peak = in_subprocess("peak")
@@ -399,7 +439,7 @@ def speed():
 
 def print_speed(report):
     m = report["machine"]
-    print(f"\n{m['cpu']}, {m['cores']} cores; {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
+    print(f"\n{m['description']}; {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
     p = report["peak"]
     print(f"Peak: {p['matmul_size']}x{p['matmul_size']} float32 matmul, numpy "
           f"{p['numpy_gflops']:.1f} GFLOP/s, TensorFlow {p['tensorflow_gflops']:.1f} GFLOP/s\n")
@@ -429,58 +469,32 @@ def print_speed(report):
 
 # --- Quality against pixel optimization ------------------------------------------------
 
-def resolve_saved_dir():
-    if os.path.isdir(FLAGS.saved_dir) or FLAGS.saved_dir != saved_nets.DEFAULT_DIR:
-        return FLAGS.saved_dir
-    return os.path.join(REPO, saved_nets.DEFAULT_DIR)
-
-
-def trained_loss(metadata):
-    """The PerceptualLoss a saved style was trained with, from its metadata."""
-    from perceptual_style.images import load_rgb
-    from perceptual_style.losses import PerceptualLoss
-    from perceptual_style.vgg import build_loss_network
-
-    settings = metadata["flags"]
-    layers = settings["style_layers"]
-    weights = [float(w) for w in settings["style_layer_weights"] or [1.0] * len(layers)]
-    style_layers = dict(zip(layers, weights))
-    network = build_loss_network([settings["content_layer"], *style_layers],
-                                 pooling=settings["pooling"], weights=metadata["vgg_weights"])
-    style_path = settings["style_image"]
-    if not os.path.isfile(style_path):  # relative to the repository, as in styles/*.flags
-        style_path = os.path.join(REPO, style_path)
-    style = load_rgb(style_path, max_side=settings["style_size"] or None)
-    return PerceptualLoss(network, style, settings["content_layer"], style_layers,
-                          settings["content_weight"], settings["style_weight"],
-                          settings["tv_weight"])
-
-
 def quality():
     import keras
 
     from perceptual_style.data import list_images
-    from perceptual_style.images import composite_on_white, open_image, resize_shorter_side
+    from perceptual_style.images import load_rgb
     from perceptual_style.optimize import OPTIMIZERS, optimize_image
+    from perceptual_style.style_flags import saved_style_loss
 
     try:
         counts = sorted({int(i) for i in FLAGS.iterations})
     except ValueError:
-        raise BenchmarkError(f"--iterations must be integers, got {FLAGS.iterations}") from None
+        raise cli.CommandError(f"--iterations must be integers, got {FLAGS.iterations}") from None
     if not counts or counts[0] < 1:
-        raise BenchmarkError("--iterations must be positive")
+        raise cli.CommandError("--iterations must be positive")
     unknown = sorted(set(FLAGS.optimizers) - set(OPTIMIZERS))
     if unknown:
-        raise BenchmarkError(f"unknown --optimizers {unknown}; choose from {list(OPTIMIZERS)}")
-    saved_dir = resolve_saved_dir()
+        raise cli.CommandError(f"unknown --optimizers {unknown}; choose from {list(OPTIMIZERS)}")
+    cli.require("photos")
+    saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
     net = saved_nets.load_transformer(FLAGS.style, saved_dir)
     metadata = saved_nets.load_metadata(FLAGS.style, saved_dir)
-    loss = trained_loss(metadata)
+    loss = saved_style_loss(metadata)
     files = list_images(FLAGS.photos)[: FLAGS.num_photos]
-    photos = [np.asarray(resize_shorter_side(composite_on_white(open_image(f)), FLAGS.image_size),
-                         np.float32) for f in files]
+    photos = [load_rgb(f, shorter_side=FLAGS.image_size).astype(np.float32) for f in files]
     # The network is timed on the compiled path of this backend, after a warm-up.
-    run = PATHS["jax" if keras.backend.backend() == "jax" else "keras"][1](net, None)
+    run = PATHS["jax" if keras.backend.backend() == "jax" else "keras"][1](lambda: net, None)
     rows = []
     for path, photo in zip(files, photos):
         content = photo[None]
@@ -530,8 +544,6 @@ def print_quality(report):
 
 
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"benchmark: error: unexpected arguments: {' '.join(argv[1:])}")
     try:
         if FLAGS.worker:
             result = worker(FLAGS.worker)
@@ -541,7 +553,7 @@ def main(argv):
             quality()
         else:
             speed()
-    except (BenchmarkError, FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(f"benchmark: error: {e}")
     return 0
 

@@ -17,12 +17,11 @@ import tempfile
 
 import numpy as np
 from absl import flags, logging
-from PIL import Image, ImageOps
 
 from perceptual_style import cli, saved_nets, tflite
 from perceptual_style.atomic import atomic_write, writable_folder
-from perceptual_style.export import ExportError, style_sources
-from perceptual_style.images import ImageError, composite_on_white, open_image
+from perceptual_style.export import style_sources
+from perceptual_style.images import ImageError, composite_on_white, cover, open_image
 
 RESIZABLE = "resizable"
 # Full-integer builds are fixed-shape only: calibrated at one size, the resizable int8 build
@@ -32,19 +31,18 @@ FIXED_ONLY = ("int8", "uint8")
 flags.DEFINE_list("style", None, "Styles to convert: names in --saved_dir or folders holding "
                   "weights.npz (comma-separated).")
 flags.DEFINE_bool("all", False, "Convert every trained style in --saved_dir.")
-flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Folder of trained styles. When it "
-                    "does not exist here, the savedNets/ of this package's checkout is used.")
+cli.define_saved_dir(__name__)
 flags.DEFINE_string("output_dir", "tflite", "Builds go to <output_dir>/<style>/.")
 flags.DEFINE_list("sizes", ["256", "384", "512", "720x1280", RESIZABLE], "Input sizes: N "
                   "(N x N), HxW, or 'resizable' (any size, every op a TFLite builtin; not "
                   "made for the full-integer int8 and uint8 builds).")
 flags.DEFINE_list("quantizations", list(tflite.QUANTIZATIONS), "Among: "
                   f"{', '.join(tflite.QUANTIZATIONS)}.")
-flags.DEFINE_string("eval_photos", "../shared/data/content/eval", "Held-out photos for "
-                    "PSNR and latency (folder, glob or file).")
+flags.DEFINE_string("eval_photos", None, "Held-out photos for PSNR and latency (folder, "
+                    "glob or file); required.")
 flags.DEFINE_integer("num_eval_photos", 3, "How many of them (the first, sorted).", lower_bound=1)
-flags.DEFINE_string("calibration_photos", "../shared/data/content/train", "Representative "
-                    "photos that calibrate the int8 and uint8 builds.")
+flags.DEFINE_string("calibration_photos", None, "Representative photos that calibrate the "
+                    "int8 and uint8 builds; required.")
 flags.DEFINE_integer("num_calibration_photos", 16, "How many of them.", lower_bound=1)
 flags.DEFINE_string("resizable_eval_size", "298x402", "HxW at which the resizable builds are "
                     "measured (not a multiple of 4: the padded path).")
@@ -63,7 +61,7 @@ def parse_size(text):
     except ValueError:
         sides = []
     if len(sides) not in (1, 2) or min(sides) < 16:
-        raise ExportError(f"bad size {text!r}: give N, HxW (sides of at least 16) or {RESIZABLE}")
+        raise cli.CommandError(f"bad size {text!r}: give N, HxW (sides of at least 16) or {RESIZABLE}")
     return (sides[0], sides[-1])
 
 
@@ -79,7 +77,7 @@ def load_photos(source, count):
 
 def fit(photo, shape):
     """Scaled to cover (height, width), centre-cropped: float32 (height, width, 3)."""
-    return np.asarray(ImageOps.fit(photo, shape[::-1], Image.BILINEAR), np.float32)
+    return cover(photo, shape[1], shape[0]).astype(np.float32)
 
 
 def convert_style(name, folder, shapes, eval_photos, calibration_photos, progress):
@@ -139,22 +137,20 @@ def print_table(rows):
 
 
 def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"export_tflite: error: unexpected arguments: {' '.join(argv[1:])} "
-                 "(flags are --name=value)")
     import keras
 
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs INFO lines per build
     try:
         unknown = sorted(set(FLAGS.quantizations) - set(tflite.QUANTIZATIONS))
         if unknown:
-            raise ExportError(f"unknown quantization {', '.join(unknown)}: give some of "
-                              f"{', '.join(tflite.QUANTIZATIONS)}")
+            raise cli.CommandError(f"unknown quantization {', '.join(unknown)}: give some of "
+                                   f"{', '.join(tflite.QUANTIZATIONS)}")
         shapes = [parse_size(size) for size in FLAGS.sizes]
         FLAGS.saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
-        styles = style_sources()
+        styles = style_sources(FLAGS.style, FLAGS.all, FLAGS.saved_dir)
         for folder in [FLAGS.output_dir, *(os.path.join(FLAGS.output_dir, n) for n, _ in styles)]:
             writable_folder(folder)  # before the conversions, not after them
+        cli.require("eval_photos", "calibration_photos")
         eval_photos = load_photos(FLAGS.eval_photos, FLAGS.num_eval_photos)
         calibration_photos = load_photos(FLAGS.calibration_photos, FLAGS.num_calibration_photos)
         per_style = sum(len(FLAGS.quantizations) if shape else
@@ -166,7 +162,7 @@ def main(argv):
                                        progress)
             saved_nets.write_json(os.path.join(FLAGS.output_dir, name, "report.json"), style_rows)
             rows += style_rows
-    except (ExportError, tflite.TFLiteError, ImageError, OSError, ValueError) as e:
+    except (tflite.TFLiteError, ImageError, OSError, ValueError) as e:
         sys.exit(f"export_tflite: error: {e}")
     print_table(rows)
     return 0 if all(r["psnr_min"] >= r["psnr_floor"] for r in rows) else 1

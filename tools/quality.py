@@ -13,28 +13,24 @@ layers, layer weights and style image from its metadata:
   (0.5%).
 Prints a markdown table of the means over the photos; exits 1 if any style fails.
 
-    python tools/quality.py [--styles=snight,wave] [--photos=../shared/data/content/eval]
+    python tools/quality.py --photos=PHOTOS [--styles=snight,wave]
 """
 
 import json
-import os
 import sys
 
 import numpy as np
 from absl import flags
-from PIL import Image
 
 from perceptual_style import cli, saved_nets
 from perceptual_style.data import list_images
-from perceptual_style.images import ImageError, composite_on_white, load_rgb, open_image
-from perceptual_style.images import resize_shorter_side, to_uint8
-from perceptual_style.losses import content_loss, gram_matrix, style_loss
+from perceptual_style.images import ImageError, load_rgb, resize, to_uint8
+from perceptual_style.losses import content_loss, style_loss
 from perceptual_style.tiling import stylize_image
-from perceptual_style.vgg import build_loss_network
 
 flags.DEFINE_list("styles", None, "Styles to measure (default: all in --saved_dir).")
-flags.DEFINE_string("saved_dir", saved_nets.DEFAULT_DIR, "Folder of trained styles.")
-flags.DEFINE_string("photos", "../shared/data/content/eval", "Held-out photos (folder or glob).")
+cli.define_saved_dir(__name__)
+flags.DEFINE_string("photos", None, "Held-out photos (folder or glob); required.")
 flags.DEFINE_integer("num_photos", None, "How many of them (the first, sorted; default all).",
                      lower_bound=1)
 flags.DEFINE_integer("size", 256, "Photos are scaled so their shorter side is this.",
@@ -60,31 +56,24 @@ def clipped_share(photo, stylized):
 
 
 def measure(name, photos):
+    from perceptual_style.style_flags import saved_style_loss
+
     metadata = saved_nets.load_metadata(name, FLAGS.saved_dir)
-    settings = metadata["flags"]
-    layer_weights = dict(zip(settings["style_layers"],
-                             [float(w) for w in settings["style_layer_weights"] or
-                              [1.0] * len(settings["style_layers"])]))
-    content_layer = settings["content_layer"]
-    vgg = build_loss_network([content_layer, *layer_weights], pooling=settings["pooling"],
-                             weights=metadata["vgg_weights"])
-    style = load_rgb(settings["style_image"], max_side=settings["style_size"] or None)
-    style_features = vgg(style[None].astype(np.float32))
-    grams = {layer: gram_matrix(style_features[layer]) for layer in layer_weights}
+    loss = saved_style_loss(metadata)
     net = saved_nets.load_transformer(name, FLAGS.saved_dir)
     rows = []
     for i, photo in enumerate(photos):
         stylized = stylize_image(net, photo)
         other = photos[(i + 1) % len(photos)]
-        other = np.asarray(Image.fromarray(other).resize(photo.shape[1::-1], Image.BILINEAR))
+        other = np.asarray(resize(other, photo.shape[1], photo.shape[0]))
         batch = np.stack([photo, stylized, other]).astype(np.float32)
-        features = vgg(batch)
+        features = loss.features(batch)
         per_image = [{k: v[i:i + 1] for k, v in features.items()} for i in range(3)]
-        style_photo = to_numpy(style_loss(per_image[0], grams, layer_weights))
-        style_stylized = to_numpy(style_loss(per_image[1], grams, layer_weights))
-        target = per_image[0][content_layer]
-        content_stylized = to_numpy(content_loss(per_image[1][content_layer], target))
-        content_other = to_numpy(content_loss(per_image[2][content_layer], target))
+        style_photo, style_stylized = (
+            to_numpy(style_loss(per_image[i], loss.style_grams, loss.style_layers)) for i in (0, 1))
+        target = per_image[0][loss.content_layer]
+        content_stylized, content_other = (
+            to_numpy(content_loss(per_image[i][loss.content_layer], target)) for i in (1, 2))
         rows.append((style_photo, style_stylized, content_stylized, content_other,
                      clipped_share(photo, to_uint8(stylized))))
     style_photo, style_stylized, content_stylized, content_other, clipped = np.mean(rows, axis=0)
@@ -101,13 +90,12 @@ def measure(name, photos):
 
 def main(argv):
     del argv
+    cli.require("photos")
     try:
         files = list_images(FLAGS.photos)[: FLAGS.num_photos]
-        photos = [np.asarray(resize_shorter_side(composite_on_white(open_image(f)), FLAGS.size))
-                  for f in files]
-        names = FLAGS.styles or sorted(
-            n for n in os.listdir(FLAGS.saved_dir)
-            if os.path.isfile(os.path.join(FLAGS.saved_dir, n, saved_nets.WEIGHTS_FILE)))
+        photos = [load_rgb(f, shorter_side=FLAGS.size) for f in files]
+        FLAGS.saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
+        names = FLAGS.styles or saved_nets.list_styles(FLAGS.saved_dir)
         results = [measure(name, photos) for name in names]
     except (FileNotFoundError, ImageError, KeyError, ValueError) as e:
         sys.exit(f"quality: error: {e}")

@@ -67,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main, "train_styles")
+    cli.run(main, "train_styles", arguments=True)
