@@ -5,6 +5,7 @@ import contextlib
 import functools
 import http.server
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -56,6 +57,13 @@ def run_cli(args, env=None, timeout=HANG_TIMEOUT, **kwargs):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def sigint_default():
+    """Popen's preexec_fn for a child a test interrupts: SIGINT back to its default. A suite
+    started in the background (`cmd &` in a script, nohup) hands SIGINT on ignored, and
+    Python then installs no KeyboardInterrupt handler, so Ctrl-C would not reach it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextlib.contextmanager

@@ -133,7 +133,7 @@ def test_ctrl_c_exits_130(tmp_path, saved_dir):
     import sys
     import time
 
-    from conftest import HANG_TIMEOUT, REPO
+    from conftest import HANG_TIMEOUT, REPO, sigint_default
 
     # Enough photos that the run is still busy long after its first finished output, however
     # loaded the machine: the signal must land inside main, not after it.
@@ -145,7 +145,7 @@ def test_ctrl_c_exits_130(tmp_path, saved_dir):
     process = subprocess.Popen(
         [sys.executable, "-m", "perceptual_style.stylize", f"--saved_dir={saved_dir}",
          "--style=toy", f"--output={out}", str(photos)], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     while not (out.exists() and [n for n in os.listdir(out) if not n.startswith(".")]):
         assert process.poll() is None, process.communicate()[1][-3000:]
         time.sleep(0.05)

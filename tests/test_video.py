@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import HANG_TIMEOUT, REPO, SHARED_DATA, photo, run_cli
+from conftest import HANG_TIMEOUT, REPO, SHARED_DATA, photo, run_cli, sigint_default
 from perceptual_style import color, tiling
 
 av = pytest.importorskip("av")
@@ -211,7 +211,8 @@ def test_ctrl_c_exits_130_and_leaves_no_output(tmp_path, clip_frames):
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "perceptual_style.stylize_video", *STYLE,
                                 str(source), f"--output={out}"], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_default)
     # Its temporary file holds the first frames once it is past its header.
     while not (out.exists() and any(os.path.getsize(p) > 2000 for p in out.iterdir())):
         assert process.poll() is None, process.communicate()[1][-3000:]
