@@ -115,7 +115,6 @@ def load_styles(names, directory, precision="float32"):
     from perceptual_style.precision import resolve
 
     precision = resolve(precision)
-
     if names == ["all"]:
         names = saved_nets.list_styles(directory)
     if not names:

@@ -112,9 +112,7 @@ def keras_auto_precision(make_net, workdir):
     from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
     with precision.policy(precision.resolve("auto", "tensorflow")):
-        chosen = TransformerNet(**{k: v for k, v in net.get_config().items()
-                                   if k in ("upsampling", "num_residual_blocks", "arch",
-                                            "width_multiplier")})
+        chosen = TransformerNet.from_config({**net.get_config(), "dtype": None})
         chosen.build(INPUT_SHAPE)
     chosen.set_weights(net.get_weights())
     function = tf.function(chosen, reduce_retracing=True)
