@@ -46,6 +46,20 @@ def total_variation_loss(images):
     return ops.mean(ops.square(dy)) + ops.mean(ops.square(dx))
 
 
+# tanh(2) = 0.964: beyond it an output channel is within 5 grey levels of 0 or 255.
+SATURATION_LOGIT = 2.0
+
+
+def saturation_loss(logits):
+    """Mean squared excess of the output layer's pre-tanh values beyond +-SATURATION_LOGIT.
+
+    Trained nets grow isolated spikes there (logits of 5 to 200 where the rest stay within
+    +-1.5): blots of pure white. The scaled tanh is flat at such values, so the image losses
+    cannot pull them back; this term acts before the tanh, where the gradient does not vanish.
+    """
+    return ops.mean(ops.square(ops.relu(ops.abs(logits) - SATURATION_LOGIT)))
+
+
 class PerceptualLoss:
     """The total loss of stylized images for one style image, with the style's weights.
 
@@ -54,12 +68,13 @@ class PerceptualLoss:
     """
 
     def __init__(self, loss_network, style_image, content_layer="block4_conv2",
-                 style_layers=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0):
+                 style_layers=None, content_weight=1.0, style_weight=1.0, tv_weight=0.0,
+                 saturation_weight=0.0):
         self.loss_network = loss_network
         self.content_layer = content_layer
         self.style_layers = dict(style_layers or {})
-        self.content_weight, self.style_weight, self.tv_weight = (
-            float(content_weight), float(style_weight), float(tv_weight))
+        self.content_weight, self.style_weight, self.tv_weight, self.saturation_weight = (
+            float(content_weight), float(style_weight), float(tv_weight), float(saturation_weight))
         features = self.features(np.asarray(style_image, np.float32)[None])
         self.style_grams = {layer: np.asarray(ops.convert_to_numpy(gram_matrix(features[layer])))
                             for layer in self.style_layers}
@@ -73,8 +88,10 @@ class PerceptualLoss:
         """The content layer's features of the photos the stylized images must keep."""
         return ops.stop_gradient(self.features(content_images)[self.content_layer])
 
-    def __call__(self, stylized, content_target, stylized_features=None):
-        """{content, style, tv, total} of `stylized` (features computed unless given)."""
+    def __call__(self, stylized, content_target, stylized_features=None, logits=None):
+        """{content, style, tv, saturation, total} of `stylized` (features computed unless
+        given). Saturation needs the transformer's `logits`; pixels optimized directly have
+        none, and their term is 0."""
         stylized = ops.cast(stylized, "float32")
         if stylized_features is None:
             stylized_features = self.features(stylized)
@@ -82,8 +99,11 @@ class PerceptualLoss:
             "content": content_loss(stylized_features[self.content_layer], content_target),
             "style": style_loss(stylized_features, self.style_grams, self.style_layers),
             "tv": total_variation_loss(stylized),
+            "saturation": (ops.zeros((), "float32") if logits is None
+                           else saturation_loss(ops.cast(logits, "float32"))),
         }
         losses["total"] = (self.content_weight * losses["content"]
                            + self.style_weight * losses["style"]
-                           + self.tv_weight * losses["tv"])
+                           + self.tv_weight * losses["tv"]
+                           + self.saturation_weight * losses["saturation"])
         return losses

@@ -29,6 +29,9 @@ flags.DEFINE_integer("style_size", 512, "Scale the style image so its longer sid
 flags.DEFINE_float("content_weight", 1.0, "Weight of the content (feature) loss.", lower_bound=0)
 flags.DEFINE_float("style_weight", 1e-5, "Weight of the style (Gram) loss.", lower_bound=0)
 flags.DEFINE_float("tv_weight", 1e-2, "Weight of the total-variation loss.", lower_bound=0)
+flags.DEFINE_float("saturation_weight", 0.0, "Weight of the saturation loss, which keeps the "
+                   "output layer off the flat ends of its tanh, where nets grow blots of pure "
+                   "white (0: off, as in the paper).", lower_bound=0)
 flags.DEFINE_string("content_layer", "block4_conv2", "VGG19 layer of the content loss.")
 flags.DEFINE_list("style_layers", ["block1_conv1", "block2_conv1", "block3_conv1",
                                    "block4_conv1", "block5_conv1"], "VGG19 layers of the style loss.")
@@ -43,8 +46,8 @@ STYLES_DIR = "styles"
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _URL_PREFIXES = ("http://", "https://")
 _NAMES = ("style_image", "style_sha256", "style_size", "content_weight", "style_weight",
-          "tv_weight", "content_layer", "style_layers", "style_layer_weights", "vgg_weights",
-          "pooling")
+          "tv_weight", "saturation_weight", "content_layer", "style_layers",
+          "style_layer_weights", "vgg_weights", "pooling")
 
 
 def apply_style(style):
@@ -123,7 +126,8 @@ def _build(recipe, style):
     except ValueError as e:  # unknown layer names, VGGWeightsError
         raise cli.CommandError(str(e)) from None
     return PerceptualLoss(network, style, recipe["content_layer"], layers,
-                          recipe["content_weight"], recipe["style_weight"], recipe["tv_weight"])
+                          recipe["content_weight"], recipe["style_weight"], recipe["tv_weight"],
+                          recipe["saturation_weight"])
 
 
 def perceptual_loss(style):

@@ -240,7 +240,7 @@ def train(name):
         checkpointer = cb.Checkpointer(checkpoint_dir, FLAGS.checkpoint_every, start_step,
                                        chief=placement.chief)
         weights = {"content": FLAGS.content_weight, "style": FLAGS.style_weight,
-                   "tv": FLAGS.tv_weight}
+                   "tv": FLAGS.tv_weight, "saturation": FLAGS.saturation_weight}
         callbacks = [cb.NonFiniteLossGuard(start_step), checkpointer,
                      cb.ProgressBar(FLAGS.steps, start_step, weights)]
         budget = None

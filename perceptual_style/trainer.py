@@ -14,7 +14,7 @@ from keras import ops
 
 from perceptual_style.transformer_net import INPUT_SHAPE
 
-LOSS_NAMES = ("content", "style", "tv", "total")
+LOSS_NAMES = ("content", "style", "tv", "saturation", "total")
 
 
 class StyleTransferTrainer(keras.Model):
@@ -30,14 +30,16 @@ class StyleTransferTrainer(keras.Model):
         self.perceptual_loss = perceptual_loss
 
     def call(self, images, training=False):
-        """Content images in [0, 255] -> {content, style, tv, total} losses."""
+        """Content images in [0, 255] -> {content, style, tv, saturation, total} losses."""
         images = ops.cast(images, "float32")
-        stylized = ops.cast(self.transformer(images, training=training), "float32")
+        stylized, logits = self.transformer(images, training=training, return_logits=True)
+        stylized = ops.cast(stylized, "float32")
         count = ops.shape(images)[0]
         # One pass of the loss network over both halves.
         features = self.perceptual_loss.features(ops.concatenate([stylized, images], axis=0))
         target = ops.stop_gradient(features[self.perceptual_loss.content_layer][count:])
-        return self.perceptual_loss(stylized, target, {k: v[:count] for k, v in features.items()})
+        return self.perceptual_loss(stylized, target, {k: v[:count] for k, v in features.items()},
+                                    logits)
 
     def train_step(self, *args):
         if keras.backend.backend() == "jax":

@@ -301,7 +301,9 @@ class TransformerNet(keras.Model):
             layer.build(shape)
             shape = _with_channels(shape, getattr(layer, "filters", shape[-1]))
 
-    def call(self, images):
+    def call(self, images, return_logits=False):
+        """RGB [0, 255] -> stylized RGB [0, 255]; with `return_logits`, (stylized, the output
+        layer's values before the tanh), which training keeps in the tanh's working range."""
         height, width = ops.shape(images)[1], ops.shape(images)[2]
         x = images
         if self.arch == "full":
@@ -323,8 +325,11 @@ class TransformerNet(keras.Model):
         # Scaled tanh, as in the paper, bounds the output to [0, 255]. The output layer
         # computes in float32 whatever the policy: bfloat16 would round the image to
         # steps of about one grey level.
-        x = 127.5 * (ops.tanh(self.out(x)) + 1.0)
-        return x if unpadded else x[:, :height, :width, :]
+        logits = self.out(x)
+        if not unpadded:
+            logits = logits[:, :height, :width, :]
+        stylized = 127.5 * (ops.tanh(logits) + 1.0)
+        return (stylized, logits) if return_logits else stylized
 
     def get_config(self):
         return {**super().get_config(), "upsampling": self.upsampling,

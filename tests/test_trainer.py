@@ -25,11 +25,12 @@ _Y, _X = np.mgrid[0:48, 0:48]
 STRIPES = np.stack([(_X % 8 < 4) * 255.0, (_Y % 6 < 3) * 200.0, np.full((48, 48), 60.0)], -1)
 
 
-def make_trainer(vgg_weights, style_weight=1e-5, seed=0):
+def make_trainer(vgg_weights, style_weight=1e-5, seed=0, saturation_weight=0.5):
     keras.utils.set_random_seed(seed)
     loss_network = build_loss_network(["block2_conv2", *STYLE_LAYERS], weights=vgg_weights)
     loss = PerceptualLoss(loss_network, STRIPES.astype(np.float32), "block2_conv2", STYLE_LAYERS,
-                          content_weight=1.0, style_weight=style_weight, tv_weight=1e-3)
+                          content_weight=1.0, style_weight=style_weight, tv_weight=1e-3,
+                          saturation_weight=saturation_weight)
     trainer = StyleTransferTrainer(TransformerNet(), loss)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     return trainer
@@ -37,6 +38,8 @@ def make_trainer(vgg_weights, style_weight=1e-5, seed=0):
 
 def test_losses_match_an_independent_numpy_computation(vgg_weights):
     trainer = make_trainer(vgg_weights)
+    # A random net's logits stay near 0: shifted, red and blue pass +-2, where saturation counts.
+    trainer.transformer.out.conv.bias.assign(np.array([2.5, 0.0, -2.5], np.float32))
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     losses = {k: float(v) for k, v in trainer(images).items()}
 
@@ -49,15 +52,19 @@ def test_losses_match_an_independent_numpy_computation(vgg_weights):
         flat = f.reshape(b, h * w, c)
         return np.einsum("bpi,bpj->bij", flat, flat) / (h * w * c)
 
-    stylized = keras.ops.convert_to_numpy(trainer.transformer(images)).astype(np.float64)
+    stylized, logits = (keras.ops.convert_to_numpy(x).astype(np.float64)
+                        for x in trainer.transformer(images, return_logits=True))
+    np.testing.assert_allclose(stylized, 127.5 * (np.tanh(logits) + 1), atol=1e-3)
     ours, photos, painting = features(stylized), features(images), features(STRIPES[None])
     content = np.mean((ours["block2_conv2"] - photos["block2_conv2"]) ** 2)
     style = sum(weight * np.mean(np.sum((gram(ours[layer]) - gram(painting[layer])) ** 2,
                                         axis=(1, 2))) for layer, weight in STYLE_LAYERS.items())
     tv = (np.mean((stylized[:, 1:] - stylized[:, :-1]) ** 2)
           + np.mean((stylized[:, :, 1:] - stylized[:, :, :-1]) ** 2))
-    expected = {"content": content, "style": style, "tv": tv,
-                "total": content + 1e-5 * style + 1e-3 * tv}
+    saturation = np.mean(np.maximum(np.abs(logits) - 2.0, 0) ** 2)
+    expected = {"content": content, "style": style, "tv": tv, "saturation": saturation,
+                "total": content + 1e-5 * style + 1e-3 * tv + 0.5 * saturation}
+    assert saturation > 0.05
     for name, value in expected.items():
         assert np.isclose(losses[name], value, rtol=1e-3), name
     assert not trainer.loss_network.trainable_weights
@@ -80,6 +87,24 @@ def test_fit_lowers_the_loss_and_trains_only_the_transformer(vgg_weights, photo_
         np.testing.assert_array_equal(old, new)
     if BACKEND == "jax":  # test_backends.py runs this with TensorFlow unimportable
         assert "tensorflow" not in sys.modules
+
+
+def test_saturation_loss_pulls_a_pinned_output_back_into_range(vgg_weights, photo_dir):
+    """A net whose output is pinned at white (logits ~ +8, where the tanh is flat) stays
+    pinned under the image losses alone; the saturation term brings it back."""
+    data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=40)
+    results = {}
+    for weight in (0.0, 10.0):
+        trainer = make_trainer(vgg_weights, saturation_weight=weight)
+        trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
+        conv = trainer.transformer.out.conv
+        conv.kernel.assign(keras.ops.zeros(conv.kernel.shape))
+        conv.bias.assign(keras.ops.full(conv.bias.shape, 8.0))
+        trainer.fit(data, epochs=1, verbose=0)
+        stylized = keras.ops.convert_to_numpy(trainer.transformer(data[0][0]))
+        results[weight] = float(np.mean(np.round(stylized) >= 255))
+    assert results[0.0] > 0.99, results
+    assert results[10.0] < 0.01, results
 
 
 def test_checkpoint_round_trip_restores_weights_optimizer_and_step(vgg_weights, photo_dir, tmp_path):
@@ -133,7 +158,8 @@ def test_progress_bar_of_a_resumed_run_times_only_its_own_steps(monkeypatch, cap
     bar.on_train_begin()
     for batch, seconds in enumerate([100.0, 103.0, 106.0]):
         now[0] = seconds
-        bar.on_train_batch_end(batch, {"content": 1.0, "style": 2e5, "tv": 3.0, "total": 6.0})
+        bar.on_train_batch_end(batch, {"content": 1.0, "style": 2e5, "tv": 3.0, "saturation": 0.0,
+                                       "total": 6.0})
     shown = capsys.readouterr().out
     assert "3s/step" in shown.split("\r")[-1], shown[-300:]
     assert "style*1e-05: 2.0000" in shown
