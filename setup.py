@@ -46,6 +46,10 @@ setup(
         "test": ["pytest>=8", *SERVING, *TFLITE, *VIDEO],
         "demo": ["scikit-image>=0.22"],  # its wheel ships the main job's sample photos
         "bench": ["matplotlib>=3.7"],  # tools/benchmark.py's latency plot
+        # tools/benchmark.py's peer, our network in PyTorch (tools/torch_peer.py); 2.7 named
+        # torch._dynamo.config.recompile_limit. Without a GPU the CPU wheel is the smaller:
+        # pip install torch --index-url https://download.pytorch.org/whl/cpu, then the extra.
+        "peer": ["torch>=2.7"],
     },
     entry_points={
         "console_scripts": [

@@ -194,18 +194,25 @@ def resolve(name_or_path, saved_dir=DEFAULT_DIR):
         f"no trained style {name_or_path!r}: expected {os.path.join(saved_dir, name_or_path, WEIGHTS_FILE)}")
 
 
-def load_transformer(name_or_path, saved_dir=DEFAULT_DIR, precision="float32"):
-    """Rebuilds a saved TransformerNet with float32 weights, computing in `precision`
-    (float32, or bfloat16 where the CPU has it natively: see precision.py)."""
-    from perceptual_style.precision import policy
-
-    path = os.path.join(resolve(name_or_path, saved_dir), WEIGHTS_FILE)
+def read_weights(path):
+    """(architecture config, float16 weights) of a weights file, without building a network
+    (Keras-free: tools/torch_peer.py reads styles too)."""
     stored = read_npz(path)
     try:
         config = json.loads(str(stored[_CONFIG_KEY]))
         weights = [stored[f"w{i:03d}"] for i in range(len(stored) - 1)]
     except (ValueError, KeyError) as e:
         raise ValueError(f"{path}: not a readable style weights file ({e!s:.200})") from None
+    return config, weights
+
+
+def load_transformer(name_or_path, saved_dir=DEFAULT_DIR, precision="float32"):
+    """Rebuilds a saved TransformerNet with float32 weights, computing in `precision`
+    (float32, or bfloat16 where the CPU has it natively: see precision.py)."""
+    from perceptual_style.precision import policy
+
+    path = os.path.join(resolve(name_or_path, saved_dir), WEIGHTS_FILE)
+    config, weights = read_weights(path)
     with policy(precision):
         net = _network(config, path)
         net.build((None, None, None, 3))

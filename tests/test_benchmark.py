@@ -1,5 +1,6 @@
 """tools/benchmark.py runs end to end at tiny sizes (its numbers are not judged here, only
-their shape) and flops.py counts the network's arithmetic."""
+their shape), its PyTorch peer computes what our network does, and flops.py counts the
+network's arithmetic."""
 
 import json
 import math
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -23,6 +25,40 @@ def benchmark(*args):
 
 def positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture
+def torch_peer(monkeypatch):
+    """tools/torch_peer.py, where PyTorch is installed (the `peer` extra)."""
+    pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))
+    import torch_peer
+
+    return torch_peer
+
+
+@pytest.mark.parametrize("height, width, tolerance", [
+    (37, 45, 0.01),
+    # Sides under MIN_SIDE grow by repeating their edge; instance norm over so few, nearly
+    # equal pixels then magnifies float32 rounding in either framework (3.5e-3 measured here).
+    (3, 9, 0.05),
+])
+def test_the_torch_peer_computes_what_our_network_does(torch_peer, net, height, width,
+                                                       tolerance):
+    import torch
+
+    image = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
+    peer = torch_peer.from_keras(net.get_config(), net.get_weights())
+    with torch.inference_mode():
+        stylized = peer(torch.from_numpy(image).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    assert np.abs(stylized.numpy() - np.asarray(net(image))).max() < tolerance
+
+
+def test_the_torch_peer_is_the_full_network_only(torch_peer):
+    mobile = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
+    mobile.build(INPUT_SHAPE)
+    with pytest.raises(ValueError, match="the full network with nearest upsampling"):
+        torch_peer.from_keras(mobile.get_config(), mobile.get_weights())
 
 
 @pytest.mark.parametrize("upsampling", ["nearest", "transpose"])
