@@ -23,6 +23,18 @@ def benchmark(*args):
                           capture_output=True, text=True, timeout=HANG_TIMEOUT)
 
 
+def patched_benchmark(patch, *args):
+    """tools/benchmark.py run after `patch`, Python with the module's globals at hand as
+    `bench`: to make a dependency unimportable, or a path's process die."""
+    code = ("import runpy, sys\n"
+            "sys.argv[0] = 'tools/benchmark.py'\n"
+            "bench = runpy.run_path(sys.argv[0], run_name='benchmark')['main'].__globals__\n"
+            f"{patch}\n"
+            "bench['cli'].run(bench['main'], 'benchmark')\n")
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=HANG_TIMEOUT)
+
+
 def positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
@@ -125,23 +137,72 @@ def test_speed_benchmark_smoke(tmp_path):
 
 
 @tensorflow_only
-def test_speed_benchmark_without_matplotlib_writes_its_json_and_a_notice(tmp_path):
-    """Without the `bench` extra the measurements still count: one line says why there is
-    no plot, and the exit status is 0."""
-    code = ("import runpy, sys\n"
-            "sys.modules['matplotlib'] = None  # as if the bench extra were not installed\n"
-            "sys.argv = sys.argv[1:]\n"
-            "runpy.run_path(sys.argv[0], run_name='__main__')\n")
-    result = subprocess.run(
-        [sys.executable, "-c", code, "tools/benchmark.py", "--paths=keras", "--sizes=32x32",
-         "--repeats=1", "--batch=0", "--train_backends=", "--matmul_size=64",
-         f"--output_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True,
-        timeout=HANG_TIMEOUT)
+def test_speed_benchmark_interleaves_our_paths_with_the_peer(tmp_path, torch_peer):
+    result = benchmark("--paths=keras,torch", "--sizes=32x32,37x45", "--repeats=2",
+                       "--batch=0", "--train_backends=", "--matmul_size=64",
+                       f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert ('benchmark: no latency plot: matplotlib is not installed (pip install -e ".[bench]")'
-            in result.stderr.splitlines())
-    assert "| keras | 32x32 |" in result.stdout
+    report = json.loads((tmp_path / "speed.json").read_text())
+    assert report["peer"] == "torch" and "torch" in report["machine"]["versions"]
+    keras, peer = report["inference"]
+    assert (keras["path"], peer["path"], peer["backend"]) == ("keras", "torch", "torch")
+    for r in report["inference"]:
+        assert [(s["width"], s["height"]) for s in r["sizes"]] == [(32, 32), (37, 45)]
+        for s in r["sizes"]:
+            assert len(s["all_seconds"]) == 2 and s["seconds"] == np.median(s["all_seconds"])
+            assert all(positive(s[k]) for k in ("seconds", "peak_memory_mib", "vs_peer"))
+    for ours, theirs in zip(keras["sizes"], peer["sizes"]):
+        assert ours["vs_peer"] == pytest.approx(ours["seconds"] / theirs["seconds"])
+        assert theirs["vs_peer"] == 1.0
+        # The peer's process holds PyTorch alone (a child process stored its weights).
+        assert theirs["peak_memory_mib"] < ours["peak_memory_mib"]
+    assert "| of peak | time / torch's |" in result.stdout
+    assert "| keras | 37x45 |" in result.stdout and "| torch | 32x32 |" in result.stdout
+
+
+@tensorflow_only
+def test_speed_benchmark_without_the_optional_extras_writes_its_json_and_notices(tmp_path):
+    """Without the `bench` extra the measurements still count, and without the `peer` one
+    the peer's paths are skipped: one line says why for each, and the exit status is 0."""
+    patch = ("sys.modules['matplotlib'] = sys.modules['torch'] = None  # not installed\n"
+             "for name in set(bench['PATHS']) - {'keras', 'torch'}:\n"
+             "    del bench['PATHS'][name]\n")
+    result = patched_benchmark(patch, "--sizes=32x32", "--repeats=1", "--batch=0",
+                               "--train_backends=", "--matmul_size=64",
+                               f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stderr.splitlines()
+    for notice in ('no latency plot: matplotlib is not installed (pip install -e ".[bench]")',
+                   'skipping path torch: torch is not installed (pip install -e ".[peer]")'):
+        assert f"benchmark: {notice}" in lines
+    assert "| keras | 32x32 |" in result.stdout and "time /" not in result.stdout
     assert sorted(os.listdir(tmp_path)) == ["speed.json"]
+    report = json.loads((tmp_path / "speed.json").read_text())
+    assert report["peer"] is None and [r["path"] for r in report["inference"]] == ["keras"]
+
+
+def test_a_path_asked_for_without_its_dependency_is_refused_in_one_line():
+    result = patched_benchmark("sys.modules['torch'] = None", "--paths=keras,torch")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        'benchmark: error: path torch needs torch, which is not installed '
+        '(pip install -e ".[peer]")')
+
+
+@tensorflow_only
+def test_a_path_whose_process_dies_is_named_in_one_line(tmp_path):
+    patch = ("command = bench['worker_command']\n"
+             "def dying(kind, backend, *extra):\n"
+             "    if kind.startswith('inference:'):\n"
+             "        return [sys.executable, '-c', 'raise SystemExit(\"Killed\")'], None\n"
+             "    return command(kind, backend, *extra)\n"
+             "bench['worker_command'] = dying\n")
+    result = patched_benchmark(patch, "--paths=keras", "--sizes=32x32", "--batch=0",
+                               "--train_backends=", "--matmul_size=64",
+                               f"--output_dir={tmp_path}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "benchmark: error: inference:keras on tensorflow failed: Killed")
 
 
 def test_quality_benchmark_smoke(tmp_path, net):

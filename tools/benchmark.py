@@ -4,13 +4,17 @@
     python tools/benchmark.py --quality [--style=snight] [--iterations=50,100,200,500]
 
 Speed: each inference path (see PATHS) runs in its own process, so one path's memory and
-compiled code never affect another's; per size it records the median latency of
---repeats runs after --warmup runs and the process's peak resident memory (VmHWM, reset
-before each size), plus the throughput of a --batch at --throughput_size. Training runs a
-few steps per backend, also in a process each. The convolutions' multiply-accumulates
-(perceptual_style/flops.py) turn latencies into GFLOP/s, compared with the machine's peak
-measured in the same run by a large float32 matmul. Prints markdown tables and writes
-`<output_dir>/speed<tag>.json` and a plot of latency against megapixels.
+compiled code never affect another's. The processes live together and are asked for their
+timed runs in turn, so that whatever else slows the machine slows every path alike; per
+size each records the median latency of --repeats runs after --warmup runs and its peak
+resident memory (VmHWM, reset before each size), plus the throughput of a --batch at
+--throughput_size. The peer, our network in PyTorch (tools/torch_peer.py, the `peer`
+extra), is measured the same way, and every path's latency is also given as a ratio to
+the peer's (torch_compile, else torch). Training runs a few steps per backend, in a
+process each. The convolutions' multiply-accumulates (perceptual_style/flops.py) turn
+latencies into GFLOP/s, compared with the machine's peak measured in the same run by a
+large float32 matmul. Prints markdown tables and writes `<output_dir>/speed<tag>.json` and
+a plot of latency against megapixels.
 
 Quality (--quality): on held-out photos, a trained network's total perceptual loss (the
 weights it was trained with, from its metadata) and time, against Gatys et al.'s
@@ -18,9 +22,13 @@ optimization of the pixels (perceptual_style/optimize.py) after each of --iterat
 Writes `<output_dir>/quality<tag>.json`.
 
 Timings are only meaningful on an otherwise idle machine: pause other jobs while it runs.
+As the paths' processes live at once, the memory they hold adds up: measure fewer --paths
+at a time where it is short.
 """
 
+import collections
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -53,8 +61,8 @@ flags.DEFINE_integer("train_size", 256, "Side of the square training crops.", lo
 flags.DEFINE_integer("train_batch", 4, "Training batch size.", lower_bound=1)
 flags.DEFINE_integer("matmul_size", 4096, "Side of the float32 matmul that measures the "
                      "peak.", lower_bound=64)
-flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: its default, one per "
-                     "core).", lower_bound=0)
+flags.DEFINE_integer("threads", 0, "Intra-op threads of TensorFlow and PyTorch (0: one per "
+                     "core, TensorFlow's default).", lower_bound=0)
 flags.DEFINE_string("output_dir", "benchmarks", "Where the JSON and the plot go.")
 flags.DEFINE_string("tag", "", "Suffix of the output files' names, to keep experiments apart.")
 flags.DEFINE_bool("quality", False, "Measure quality against pixel optimization instead.")
@@ -71,7 +79,8 @@ flags.DEFINE_list("iterations", ["50", "100", "200", "500"], "Quality: optimizer
                   "to report (one run to the largest).")
 flags.DEFINE_list("optimizers", ["lbfgs"], "Quality: pixel optimizers (lbfgs, adam).")
 flags.DEFINE_string("worker", None, "Internal: the measurement this process makes.")
-flags.DEFINE_string("worker_output", None, "Internal: where a worker writes its JSON.")
+flags.DEFINE_string("worker_output", None, "Internal: where a worker writes its JSON (an "
+                    "inference worker answers on its stdout instead).")
 FLAGS = flags.FLAGS
 
 
@@ -79,13 +88,16 @@ FLAGS = flags.FLAGS
 # A path is a function (make_net, workdir) -> run, where make_net() builds the network and
 # run(images) takes float32 numpy images (batch, height, width, 3) in [0, 255] and returns
 # the stylized images as numpy (so the work is finished when it returns). Registering one
-# more path is one decorated function.
+# more path is one decorated function. `needs`: (module, extra) of a path that needs an
+# optional dependency; without it the path is skipped, or refused when asked for by name.
+Path = collections.namedtuple("Path", "backend build needs")
 PATHS = {}
+PEERS = ("torch_compile", "torch")  # the ratios' reference: the first of these measured
 
 
-def inference_path(name, backend="tensorflow"):
+def inference_path(name, backend="tensorflow", needs=None):
     def register(build):
-        PATHS[name] = (backend, build)
+        PATHS[name] = Path(backend, build, needs)
         return build
     return register
 
@@ -143,7 +155,7 @@ def saved_model(make_net, workdir):
     return lambda images: signature(images=tf.constant(images))["images"].numpy()
 
 
-@inference_path("jax", backend="jax")
+@inference_path("jax", backend="jax", needs=("jax", "jax"))
 def jax_jit(make_net, workdir):
     """The Keras model on the JAX backend, `jax.jit` of its stateless call."""
     net = make_net()
@@ -185,7 +197,52 @@ def convert_litert(quantization):
 
 
 for quantization in ("float32", "float16", "dynamic_int8"):
-    inference_path(f"litert_{quantization}")(litert_path(quantization))
+    inference_path(f"litert_{quantization}", needs=("ai_edge_litert", "tflite"))(
+        litert_path(quantization))
+
+
+def torch_path(compiled):
+    """The peer: our network written in PyTorch (tools/torch_peer.py) with the seeded
+    weights, under torch.inference_mode(), channels-last (the memory order of our NHWC
+    images, so nothing is copied in or out). A child process stores the weights, so that
+    this one holds PyTorch alone, not TensorFlow. `compiled`: by torch.compile (Inductor's
+    default mode, not max-autotune) with freezing (weights folded in as constants), one
+    compilation per shape as for xla."""
+    def build(make_net, workdir):
+        import torch
+        import torch_peer
+
+        net = torch_peer.load(in_subprocess("store", folder=workdir)["style"])
+        net = net.to(memory_format=torch.channels_last)
+        if compiled:
+            import torch._inductor.config
+
+            torch._inductor.config.freezing = True
+            # A compilation per size and one for the batch: past the limit, torch.compile
+            # would fall back to eager with no more than a warning.
+            torch._dynamo.config.recompile_limit = len(sizes()) + 1
+            net = torch.compile(net, dynamic=False)
+
+        def run(images):
+            with torch.inference_mode():
+                # An NCHW view of NHWC memory: channels-last, as the network is.
+                stylized = net(torch.from_numpy(images).permute(0, 3, 1, 2))
+                return stylized.permute(0, 2, 3, 1).numpy()
+        return run
+    return build
+
+
+def store_seeded_net():
+    """The child process of torch_path: stores the seeded network as a trained style beside
+    its JSON answer, which names it."""
+    folder = os.path.join(os.path.dirname(FLAGS.worker_output), "seeded")
+    saved_nets.save_transformer(seeded_net(), folder)
+    return {"style": folder}
+
+
+inference_path("torch", backend="torch", needs=("torch", "peer"))(torch_path(compiled=False))
+inference_path("torch_compile", backend="torch", needs=("torch", "peer"))(
+    torch_path(compiled=True))
 
 
 # --- Measuring, in worker processes ----------------------------------------------------
@@ -221,19 +278,28 @@ def peak_memory_mib():
     return None
 
 
+def seconds_of(function, argument):
+    started = time.perf_counter()
+    function(argument)
+    return time.perf_counter() - started
+
+
 def timed(function, argument, warmup, repeats):
     for _ in range(warmup):
         function(argument)
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function(argument)
-        seconds.append(time.perf_counter() - started)
+    seconds = [seconds_of(function, argument) for _ in range(repeats)]
     return float(np.median(seconds)), seconds
 
 
 def configure_threads():
-    if FLAGS.threads and os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+    """--threads for this process's backend (KERAS_BACKEND, set by worker_command). PyTorch
+    defaults to one thread per physical core: it gets one per core, as TensorFlow has."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(FLAGS.threads or os.cpu_count())
+    elif FLAGS.threads and backend == "tensorflow":
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
@@ -251,28 +317,35 @@ def seeded_net():
     return net
 
 
-def measure_inference(name):
+def serve_inference(name):
+    """A path's process: builds the path, then answers the parent's requests (Worker.ask),
+    one JSON line each, until its stdin closes. ["images", batch, width, height]: random
+    images of that shape, the peak memory reset, the warm-up runs; ["time"]: one timed run;
+    ["summary"]: the median of the runs timed since, and the peak memory."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # what the libraries print goes to stderr, not among the answers
     if not name.startswith("litert_"):  # LiteRT sets its own threads; no TensorFlow here
         configure_threads()
     rng = np.random.default_rng(0)
-    results = {"path": name, "backend": PATHS[name][0], "sizes": [], "throughput": None}
     with tempfile.TemporaryDirectory() as workdir:
-        run = PATHS[name][1](seeded_net, workdir)
-        # Smallest first, so memory kept by an earlier size rarely sets a later peak.
-        for width, height in sorted(sizes(), key=lambda s: s[0] * s[1]):
-            images = rng.uniform(0, 255, (1, height, width, 3)).astype(np.float32)
-            exact = reset_peak_memory()
-            median, seconds = timed(run, images, FLAGS.warmup, FLAGS.repeats)
-            results["sizes"].append({"width": width, "height": height, "seconds": median,
-                                     "all_seconds": seconds, "peak_memory_mib": peak_memory_mib(),
-                                     "peak_memory_per_size": exact})
-        if FLAGS.batch:
-            side = FLAGS.throughput_size
-            images = rng.uniform(0, 255, (FLAGS.batch, side, side, 3)).astype(np.float32)
-            median, _ = timed(run, images, FLAGS.warmup, FLAGS.repeats)
-            results["throughput"] = {"batch": FLAGS.batch, "size": side,
-                                     "images_per_second": FLAGS.batch / median}
-    return results
+        run = PATHS[name].build(seeded_net, workdir)
+        for line in sys.stdin:
+            request, *arguments = json.loads(line)
+            if request == "images":
+                batch, width, height = arguments
+                images = rng.uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
+                seconds, exact = [], reset_peak_memory()
+                for _ in range(FLAGS.warmup):
+                    run(images)
+                answer = {}
+            elif request == "time":
+                seconds.append(seconds_of(run, images))
+                answer = {}
+            else:
+                answer = {"seconds": float(np.median(seconds)), "all_seconds": seconds,
+                          "peak_memory_mib": peak_memory_mib(), "peak_memory_per_size": exact}
+            answers.write(json.dumps(answer) + "\n")
+            answers.flush()
 
 
 def measure_training(backend):
@@ -320,18 +393,33 @@ def measure_peak():
 def worker(kind):
     task, _, name = kind.partition(":")
     if task == "inference":
-        return measure_inference(name)
+        return serve_inference(name)
     if task == "train":
         return measure_training(name)
     if task == "peak":
         return measure_peak()
     if task == "convert":
         return convert_litert(name)
+    if task == "store":
+        return store_seeded_net()
     raise cli.CommandError(f"unknown --worker {kind}")
 
 
 FORWARDED = ("sizes", "repeats", "warmup", "batch", "throughput_size", "train_steps",
              "train_size", "train_batch", "matmul_size", "threads")
+
+
+def worker_command(kind, backend, *extra):
+    """(command, environment) of a fresh Python process that runs `worker(kind)` on
+    `backend`."""
+    command = [sys.executable, os.path.abspath(__file__), f"--worker={kind}", *extra]
+    command += [f"--{name}={FLAGS[name].serialize().split('=', 1)[1]}" for name in FORWARDED]
+    return command, {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def failure(kind, backend, stderr):
+    return cli.CommandError(f"{kind} on {backend} failed: "
+                            f"{(stderr.strip().splitlines() or ['no output'])[-1]}")
 
 
 def in_subprocess(kind, backend="tensorflow", folder=None):
@@ -340,16 +428,95 @@ def in_subprocess(kind, backend="tensorflow", folder=None):
     with contextlib.ExitStack() as stack:
         tmp = folder or stack.enter_context(tempfile.TemporaryDirectory())
         output = os.path.join(tmp, "result.json")
-        command = [sys.executable, os.path.abspath(__file__), f"--worker={kind}",
-                   f"--worker_output={output}"]
-        command += [f"--{name}={FLAGS[name].serialize().split('=', 1)[1]}" for name in FORWARDED]
-        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        command, env = worker_command(kind, backend, f"--worker_output={output}")
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode or not os.path.isfile(output):
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise cli.CommandError(f"{kind} on {backend} failed: {last}")
+            raise failure(kind, backend, done.stderr)
         with open(output) as f:
             return json.load(f)
+
+
+class Worker:
+    """A path's process (serve_inference), kept alive so that the paths can be asked for
+    their runs in turn."""
+
+    def __init__(self, name):
+        self.kind, self.backend = f"inference:{name}", PATHS[name].backend
+        # Its stderr goes to a file: a pipe read by no one could fill up and block it.
+        self.log = tempfile.TemporaryFile("w+")
+        command, env = worker_command(self.kind, self.backend)
+        self.process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.log, text=True)
+
+    def ask(self, *request):
+        """The answer to one request; a one-line CommandError naming the path if the
+        process has died."""
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+            answer = self.process.stdout.readline()
+        except BrokenPipeError:
+            answer = ""
+        if not answer:
+            self.process.wait()
+            self.log.seek(0)
+            raise failure(self.kind, self.backend, self.log.read())
+        return json.loads(answer)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, error, *_):
+        """Ends the process: at the end of its stdin, or killed when measuring failed."""
+        if error is not None:
+            self.process.kill()
+        with contextlib.suppress(BrokenPipeError):  # a request it died before reading
+            self.process.stdin.close()
+        self.process.wait()
+        self.log.close()
+
+
+def measure_inference(names):
+    """Every path's latency per size and throughput, measured in turn (round robin): each
+    path's process makes its warm-up runs, then each makes one timed run, then each again,
+    --repeats times."""
+    with contextlib.ExitStack() as stack:
+        workers = [stack.enter_context(Worker(name)) for name in names]
+
+        def interleaved(batch, width, height):
+            for w in workers:
+                w.ask("images", batch, width, height)
+            for _ in range(FLAGS.repeats):
+                for w in workers:
+                    w.ask("time")
+            return [w.ask("summary") for w in workers]
+
+        results = [{"path": name, "backend": PATHS[name].backend, "sizes": [],
+                    "throughput": None} for name in names]
+        # Smallest first, so memory kept by an earlier size rarely sets a later peak.
+        for width, height in sorted(sizes(), key=lambda s: s[0] * s[1]):
+            print(f"measuring {width}x{height} ...", flush=True)
+            for result, summary in zip(results, interleaved(1, width, height)):
+                result["sizes"].append({"width": width, "height": height, **summary})
+        if FLAGS.batch:
+            side = FLAGS.throughput_size
+            print(f"measuring batches of {FLAGS.batch} x {side}x{side} ...", flush=True)
+            for result, summary in zip(results, interleaved(FLAGS.batch, side, side)):
+                result["throughput"] = {"batch": FLAGS.batch, "size": side,
+                                        "images_per_second": FLAGS.batch / summary["seconds"]}
+    return results
+
+
+def compare_with_peer(inference):
+    """Adds to every path's sizes its latency over the peer's (torch_compile, else torch),
+    measured in the same run; returns the peer's name, or None when none was measured."""
+    by_path = {r["path"]: r for r in inference}
+    peer = next((name for name in PEERS if name in by_path), None)
+    if peer:
+        for result in inference:
+            for s, reference in zip(result["sizes"], by_path[peer]["sizes"]):
+                s["vs_peer"] = s["seconds"] / reference["seconds"]
+    return peer
 
 
 # --- Reporting -------------------------------------------------------------------------
@@ -360,7 +527,7 @@ def machine():
     from perceptual_style import precision
 
     versions = {"python": platform.python_version(), "keras": keras.__version__}
-    for module in ("tensorflow", "jax"):
+    for module in ("tensorflow", "jax", "torch"):
         try:
             versions[module] = __import__(module).__version__
         except ImportError:
@@ -402,32 +569,51 @@ def plot_latency(inference, path):
     pyplot.close(figure)
 
 
-def speed():
-    from perceptual_style.flops import multiply_accumulates
-
-    sizes()  # a bad --sizes fails before any work
+def chosen_paths():
+    """--paths (default: all), less those whose optional dependency is not installed, each
+    skipped with a notice; one named in --paths is refused instead, in one line."""
     paths = FLAGS.paths or list(PATHS)
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
         raise cli.CommandError(f"unknown --paths {unknown}; choose from {sorted(PATHS)}")
+    chosen = []
+    for name in paths:
+        needs = PATHS[name].needs
+        if needs is None or importlib.util.find_spec(needs[0]) is not None:
+            chosen.append(name)
+            continue
+        module, extra = needs
+        install = f'pip install -e ".[{extra}]"'
+        if FLAGS.paths:
+            raise cli.CommandError(f"path {name} needs {module}, which is not installed "
+                                   f"({install})")
+        print(f"benchmark: skipping path {name}: {module} is not installed ({install})",
+              file=sys.stderr)
+    return chosen
+
+
+def speed():
+    from perceptual_style.flops import multiply_accumulates
+
+    sizes()  # a bad --sizes fails before any work
+    paths = chosen_paths()
     net = seeded_net()
     macs = {f"{w}x{h}": multiply_accumulates(net, h, w) for w, h in sizes()}
     peak = in_subprocess("peak")
     peak_gflops = max(peak["numpy_gflops"], peak["tensorflow_gflops"])
-    inference = []
-    for name in paths:
-        print(f"measuring {name} ...", flush=True)
-        result = in_subprocess(f"inference:{name}", PATHS[name][0])
+    inference = measure_inference(paths) if paths else []
+    for result in inference:
         for s in result["sizes"]:
             s["gflops"] = 2 * macs[f"{s['width']}x{s['height']}"] / s["seconds"] / 1e9
             s["fraction_of_peak"] = s["gflops"] / peak_gflops
-        inference.append(result)
+    peer = compare_with_peer(inference)
     training = []
     for backend in FLAGS.train_backends:
         print(f"training on {backend} ...", flush=True)
         training.append(in_subprocess(f"train:{backend}", backend))
     report = {"machine": machine(), "peak": peak, "peak_gflops": peak_gflops,
-              "multiply_accumulates": macs, "inference": inference, "training": training}
+              "multiply_accumulates": macs, "inference": inference, "peer": peer,
+              "training": training}
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     saved_nets.write_json(output_path("speed", "json"), report)
     if inference:
@@ -441,14 +627,17 @@ def print_speed(report):
     p = report["peak"]
     print(f"Peak: {p['matmul_size']}x{p['matmul_size']} float32 matmul, numpy "
           f"{p['numpy_gflops']:.1f} GFLOP/s, TensorFlow {p['tensorflow_gflops']:.1f} GFLOP/s\n")
-    print("| path | size | GMAC | median s | peak memory MiB | GFLOP/s | of peak |")
-    print("|---|---|---|---|---|---|---|")
+    peer = report["peer"]
+    print("| path | size | GMAC | median s | peak memory MiB | GFLOP/s | of peak |"
+          + (f" time / {peer}'s |" if peer else ""))
+    print("|---" * (8 if peer else 7) + "|")
     for r in report["inference"]:
         for s in r["sizes"]:
             key = f"{s['width']}x{s['height']}"
             print(f"| {r['path']} | {key} | {report['multiply_accumulates'][key] / 1e9:.1f} "
                   f"| {s['seconds']:.3f} | {s['peak_memory_mib']:.0f} | {s['gflops']:.1f} "
-                  f"| {100 * s['fraction_of_peak']:.0f}% |")
+                  f"| {100 * s['fraction_of_peak']:.0f}% |"
+                  + (f" {s['vs_peer']:.2f} |" if peer else ""))
     throughput = [r for r in report["inference"] if r["throughput"]]
     if throughput:
         print("\n| path | batch | images/s |")
@@ -492,7 +681,7 @@ def quality():
     files = list_images(FLAGS.photos)[: FLAGS.num_photos]
     photos = [load_rgb(f, shorter_side=FLAGS.image_size).astype(np.float32) for f in files]
     # The network is timed on the compiled path of this backend, after a warm-up.
-    run = PATHS["jax" if keras.backend.backend() == "jax" else "keras"][1](lambda: net, None)
+    run = PATHS["jax" if keras.backend.backend() == "jax" else "keras"].build(lambda: net, None)
     rows = []
     for path, photo in zip(files, photos):
         content = photo[None]
@@ -545,8 +734,9 @@ def main(argv):
     try:
         if FLAGS.worker:
             result = worker(FLAGS.worker)
-            with open(FLAGS.worker_output, "w") as f:
-                json.dump(result, f)
+            if FLAGS.worker_output:
+                with open(FLAGS.worker_output, "w") as f:
+                    json.dump(result, f)
         elif FLAGS.quality:
             quality()
         else:
