@@ -139,6 +139,23 @@ def single_style_twin(model, style_weights):
 
 
 @pytest.fixture(scope="session")
+def multi_style_dir(tmp_path_factory):
+    """A savedNets folder of two tiny networks: `trio`, of three styles (a, b, c, named in
+    its metadata), and `solo`, of one."""
+    from perceptual_style.saved_nets import save_transformer
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
+
+    folder = tmp_path_factory.mktemp("multiNets")
+    small = {"arch": "mobile", "width_multiplier": 0.25, "num_residual_blocks": 1}
+    save_transformer(multi_style_net(3, **small), str(folder / "trio"),
+                     {"styles": [{"name": name} for name in "abc"]})
+    solo = TransformerNet(**small)
+    solo.build(INPUT_SHAPE)
+    save_transformer(solo, str(folder / "solo"))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_style(tmp_path_factory):
     """A style with initialized (untrained) weights, saved the way training saves one."""
     from perceptual_style.saved_nets import save_transformer
