@@ -4,11 +4,14 @@ once (so that the commands can be imported into one process), and a console that
 our own lines."""
 
 import contextlib
+import functools
 import importlib
+import math
 import os
 import re
 import sys
 
+import numpy as np
 from absl import app, flags
 
 from perceptual_style.saved_nets import DEFAULT_DIR
@@ -70,8 +73,8 @@ def _key_flags(module_name, names):
         flags.FLAGS.register_key_flag_for_module(module_name, flags.FLAGS[name])
 
 
-STYLIZE_FLAGS = ("style", "output", "strength", "preserve_color", "tile_size", "statistics",
-                 "precision")
+STYLIZE_FLAGS = ("style", "mix", "output", "strength", "preserve_color", "tile_size",
+                 "statistics", "precision")
 
 
 def define_stylize_flags(module_name):
@@ -85,7 +88,11 @@ def define_stylize_flags(module_name):
     if "style" not in flags.FLAGS:
         flags.DEFINE_list("style", ["all"], "Styles to apply: names in --saved_dir (or "
                           "folders holding a weights.npz), comma-separated, or 'all' "
-                          "(stylize_video takes one).", module_name=module_name)
+                          "(stylize_video takes one). Of a network of several styles, NET:STYLE "
+                          "applies one, NET each of them.", module_name=module_name)
+        flags.DEFINE_list("mix", None, "Blend the styles of the one network of several styles "
+                          "that --style names: STYLE:WEIGHT,... (weights >= 0, scaled to sum "
+                          "to 1), e.g. snight:0.7,wave:0.3.", module_name=module_name)
         flags.DEFINE_string("output", "results", "Output folder; for one input and one style "
                             "it may also be a file name (photos: .jpg or .png; video: .mp4, "
                             ".mkv, .mov, ...).", module_name=module_name)
@@ -108,12 +115,82 @@ def define_stylize_flags(module_name):
     _key_flags(module_name, STYLIZE_FLAGS)
 
 
-def load_styles(names, directory, precision="float32"):
-    """{name: network} of the styles `names` (['all']: every style in `directory`),
-    computing in `precision` (a --precision choice), or a one-line CommandError."""
+def _split_style(entry):
+    """A --style entry -> (network name or folder, its style or None): NET or NET:STYLE."""
+    path, colon, style = entry.rpartition(":")
+    return (path, style) if colon else (entry, None)
+
+
+def _network_name(path):
+    return os.path.basename(os.path.normpath(path))
+
+
+def parse_mix(items):
+    """--mix's STYLE:WEIGHT items -> {style: weight}, the weights scaled to sum to 1; a
+    one-line CommandError for anything else."""
+    weights = {}
+    for item in items:
+        style, _, text = item.partition(":")
+        try:
+            weight = float(text)
+        except ValueError:
+            weight = math.nan
+        if not style or not 0 <= weight < math.inf or style in weights:
+            raise CommandError(f"--mix={','.join(items)}: give STYLE:WEIGHT,... with each style "
+                               "once and weights >= 0, e.g. --mix=snight:0.7,wave:0.3")
+        weights[style] = weight
+    total = sum(weights.values())
+    if total == 0:
+        raise CommandError(f"--mix={','.join(items)}: the weights are all zero")
+    return {style: weight / total for style, weight in weights.items()}
+
+
+def style_label(entry, mix=None):
+    """What outputs of a --style entry are named by: NET, NET-STYLE, or NET-STYLE0.7+..."""
+    path, style = _split_style(entry)
+    name = _network_name(path)
+    if mix:
+        return f"{name}-" + "+".join(f"{s}{w:.2g}" for s, w in parse_mix(mix).items() if w)
+    return name if style is None else f"{name}-{style}"
+
+
+def _chosen(net, entry, names, mix):
+    """{label: network} for one --style entry: a single-style network as it is; of a
+    network of several styles (`names`), each chosen style or the --mix blend, as the
+    network with its style weights bound, which tiling calls as any network."""
+    path, style = _split_style(entry)
+    name = _network_name(path)
+    if not names:
+        if style is not None or mix:
+            raise CommandError(f"{name} is a network of one style: give --style={name}"
+                               + (" without --mix" if mix else ""))
+        return {name: net}
+    if mix and style is not None:
+        raise CommandError(f"--mix blends the styles of {name}: give --style={name}, "
+                           f"not --style={entry}")
+    if mix:
+        blends = {style_label(entry, mix): parse_mix(mix)}
+    else:
+        blends = {style_label(f"{path}:{s}"): {s: 1.0}
+                  for s in (names if style is None else [style])}
+    for weights in blends.values():
+        for s in weights:
+            if s not in names:
+                raise CommandError(f"{name} has no style {s!r} (its styles: {', '.join(names)})")
+    return {label: functools.partial(net, style_weights=np.array(
+        [weights.get(s, 0.0) for s in names], np.float32)) for label, weights in blends.items()}
+
+
+def load_styles(names, directory, precision="float32", mix=None):
+    """{label: network} of the --style entries `names` (['all']: every network in
+    `directory`), computing in `precision` (a --precision choice), or a one-line
+    CommandError. A network of several styles gives NET-STYLE for each style it is asked
+    for (NET:STYLE, or NET: all of them), or with `mix` (--mix), one blend of them."""
     from perceptual_style import saved_nets
     from perceptual_style.precision import resolve
 
+    if mix and (names == ["all"] or len(names) != 1):
+        raise CommandError("--mix blends the styles of one network: name it with --style=NET")
     precision = resolve(precision)
     if names == ["all"]:
         names = saved_nets.list_styles(directory)
@@ -121,12 +198,15 @@ def load_styles(names, directory, precision="float32"):
         raise CommandError(f"no trained styles in {directory}/ (train one with "
                            "python -m perceptual_style.train)")
     nets = {}
-    for name in names:
+    for entry in names:
+        path, _ = _split_style(entry)
         try:
-            nets[os.path.basename(os.path.normpath(name))] = saved_nets.load_transformer(
-                name, directory, precision)
+            net = saved_nets.load_transformer(path, directory, precision)
+            styles = (saved_nets.load_style_names(path, directory, net.num_styles)
+                      if net.num_styles > 1 else [])
         except (FileNotFoundError, ValueError) as e:
             raise CommandError(str(e)) from None
+        nets.update(_chosen(net, entry, styles, mix))
     return nets
 
 

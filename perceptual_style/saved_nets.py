@@ -10,12 +10,16 @@ among them: style_flags.saved_style_loss), under "training" one record per sessi
 is stored once: the style image and VGG19 weights only under "flags". The folder is written as a unit
 (a new folder, then renamed into place), so weights never meet another run's metadata.
 Loading restores float32 weights, and a damaged file or a config that is no TransformerNet
-is one `ValueError` line, raised before any network is built. Backend-neutral.
+is one `ValueError` line, raised before any network is built. A network of several styles
+(conditional instance normalization: the config's `num_styles`) names them in its
+metadata's `styles` list, one entry with at least a `name` per row of its normalization
+parameters, in order; it is not saved without it. Backend-neutral.
 """
 
 import datetime
 import json
 import os
+import re
 import zipfile
 import zlib
 
@@ -29,6 +33,9 @@ DEFAULT_DIR = "savedNets"
 REPO_SAVED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               DEFAULT_DIR)
 _CONFIG_KEY = "config"
+# What a style of a multi-style network may be called: the command line selects it as
+# NET:STYLE and mixes it as STYLE:WEIGHT,..., and output file names carry it.
+_STYLE_NAME = re.compile(r"[\w.-]+")
 
 
 HISTORY_FILE = "history.json"  # a run's sessions so far, beside its checkpoints
@@ -125,9 +132,30 @@ def write_json(path, data):
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=2, sort_keys=True).encode()))
 
 
+def style_names(metadata, num_styles):
+    """The names of a network's `num_styles` styles, from `metadata`'s `styles` list;
+    one `ValueError` line when they are missing, too few or many, repeated or unfit for
+    the command line."""
+    styles = metadata.get("styles") if isinstance(metadata, dict) else None
+    names = [style.get("name") if isinstance(style, dict) else None
+             for style in styles] if isinstance(styles, list) else []
+    if len(names) != num_styles:
+        raise ValueError(f"a network of {num_styles} styles needs a metadata 'styles' list "
+                         f"of {num_styles} entries, each with a name; found {len(names)}")
+    for name in names:
+        if not isinstance(name, str) or not _STYLE_NAME.fullmatch(name):
+            raise ValueError(f"style name {name!r}: use letters, digits, '_', '.' and '-'")
+    if len(set(names)) != len(names):
+        raise ValueError(f"style names repeat: {', '.join(names)}")
+    return names
+
+
 def save_transformer(net, directory, metadata=None):
     """Makes `directory` hold `net` (float16, however it was trained) and, if given,
-    `metadata`, replacing what it held."""
+    `metadata`, replacing what it held. A network of several styles needs metadata that
+    names them (style_names)."""
+    if net.num_styles > 1:
+        style_names(metadata, net.num_styles)
     arrays = {f"w{i:03d}": np.asarray(w, np.float16) for i, w in enumerate(net.get_weights())}
     # A network trained in bfloat16 is stored as one that computes in float32: the
     # precision it runs in is chosen where it runs.
@@ -221,6 +249,17 @@ def load_transformer(name_or_path, saved_dir=DEFAULT_DIR, precision="float32"):
         raise ValueError(f"{path}: weights do not match the architecture in its config")
     net.set_weights([w.astype(np.float32) for w in weights])
     return net
+
+
+def load_style_names(name_or_path, saved_dir, num_styles):
+    """style_names from a saved network's metadata; one `ValueError` line, naming the
+    file, when it cannot be read or does not name them."""
+    path = os.path.join(resolve(name_or_path, saved_dir), METADATA_FILE)
+    try:
+        with open(path) as f:
+            return style_names(json.load(f), num_styles)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 def load_metadata(name_or_path, saved_dir=DEFAULT_DIR):

@@ -151,7 +151,7 @@ def main(argv):
     failures = []
     try:
         nets = cli.load_styles(FLAGS.style, saved_nets.find_saved_dir(FLAGS.saved_dir),
-                               FLAGS.precision)
+                               FLAGS.precision, FLAGS.mix)
         sources = photo_sources(argv[1:], failures)
         if not sources:
             raise cli.CommandError("no photos to stylize: " + "; ".join(failures))

@@ -127,7 +127,7 @@ def main(argv):
     source = argv[1]
     if FLAGS.style == ["all"] or len(FLAGS.style) != 1:
         raise cli.CommandError("name one style: --style=NAME (see --saved_dir)")
-    style = os.path.basename(os.path.normpath(FLAGS.style[0]))
+    style = cli.style_label(FLAGS.style[0], FLAGS.mix)
     out = output_path(source, style)
     if os.path.realpath(out) == os.path.realpath(source) or (
             os.path.exists(out) and os.path.exists(source) and os.path.samefile(out, source)):
@@ -139,8 +139,12 @@ def main(argv):
         encoder(FLAGS.codec)
         with VideoReader(source) as reader:
             cli.import_quietly(["keras"])  # after the checks above, which are instant
-            [net] = cli.load_styles(FLAGS.style, saved_nets.find_saved_dir(FLAGS.saved_dir),
-                                    FLAGS.precision).values()
+            nets = cli.load_styles(FLAGS.style, saved_nets.find_saved_dir(FLAGS.saved_dir),
+                                   FLAGS.precision, FLAGS.mix)
+            if len(nets) != 1:
+                raise cli.CommandError(f"{style} holds {len(nets)} styles: name one "
+                                       f"(--style={FLAGS.style[0]}:STYLE) or blend them (--mix)")
+            [net] = nets.values()
             frames = stylize(reader, net, out)
     except VideoError as e:
         raise cli.CommandError(str(e)) from None

@@ -10,6 +10,12 @@ TensorFlow and JAX backends alike. Input and output are RGB in [0, 255].
 fewer residual blocks, depthwise separable 3x3 convolutions (Howard et al. 2017,
 MobileNets) and zero padding, because TensorFlow Lite's GPU delegate has no MirrorPad
 (reflection padding).
+
+`num_styles=N` makes one network of N styles (Dumoulin, Shlens and Kudlur 2017, "A Learned
+Representation for Artistic Style"): every convolution is shared, and each style owns only
+the scale and offset of the instance normalizations (conditional instance normalization).
+It is called as `net(images, style_weights=w)`, w of shape (N,) or (batch, N): one-hot
+picks a style, a convex combination blends them.
 """
 
 import contextlib
@@ -27,11 +33,18 @@ MIN_SIDE = 5  # the smallest side the full network's reflection padding takes
 # config cannot ask for a network that takes minutes and gigabytes to build.
 MAX_RESIDUAL_BLOCKS = 32
 MAX_WIDTH_MULTIPLIER = 4.0
+MAX_STYLES = 1024  # the paper's largest network has 32
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
 
 
 def _with_channels(shape, channels):
     return (*tuple(shape)[:-1], channels)
+
+
+def _styled(layer, x, style_weights):
+    """`layer(x)`, handing on style weights where there are any: a single-style network's
+    calls stay as they were (no keyword argument for Keras to convert in each layer)."""
+    return layer(x) if style_weights is None else layer(x, style_weights=style_weights)
 
 
 @contextlib.contextmanager
@@ -49,29 +62,63 @@ def statistics_hook(hook):
 @keras.saving.register_keras_serializable(PACKAGE)
 class InstanceNormalization(keras.layers.Layer):
     """Normalizes each image's channels by their own mean and variance over space,
-    then applies a learned per-channel scale and offset."""
+    then applies a learned per-channel scale and offset.
 
-    def __init__(self, epsilon=1e-5, **kwargs):
+    With `num_styles` N > 1 it is conditional instance normalization: scale and offset
+    hold one row per style, (N, channels), and a call takes `style_weights` of shape (N,)
+    or (batch, N), whose products with them are the scale and offset applied.
+    """
+
+    def __init__(self, epsilon=1e-5, num_styles=1, **kwargs):
         super().__init__(**kwargs)
-        self.epsilon = epsilon
+        self.epsilon, self.num_styles = epsilon, num_styles
 
     def build(self, input_shape):
         channels = input_shape[-1]
-        self.scale = self.add_weight(shape=(channels,), initializer="ones", name="scale")
-        self.offset = self.add_weight(shape=(channels,), initializer="zeros", name="offset")
+        shape = (channels,) if self.num_styles == 1 else (self.num_styles, channels)
+        # Not autocast: a blend of styles is taken in float32, then cast to the compute
+        # dtype as a single style's parameters are.
+        self.scale = self.add_weight(shape=shape, initializer="ones", name="scale",
+                                     autocast=False)
+        self.offset = self.add_weight(shape=shape, initializer="zeros", name="offset",
+                                      autocast=False)
 
-    def call(self, x):
+    def call(self, x, style_weights=None):
         hook = _STATISTICS_HOOK.get()
         if hook is None:
             mean, variance = ops.moments(x, axes=(1, 2), keepdims=True)
         else:  # float32 statistics, whatever precision the network computes in
             mean, variance = (ops.cast(v, x.dtype) for v in hook(self, x))
+        scale, offset = self.scale, self.offset
+        weights = self._style_weights(style_weights)
+        if weights is not None:
+            # (N,) -> (channels,), or (batch, N) -> (batch, channels); either broadcast as
+            # (batch or 1, 1, 1, channels).
+            scale, offset = (ops.reshape(ops.matmul(weights, v), (-1, 1, 1, v.shape[-1]))
+                             for v in (scale, offset))
+        scale, offset = ops.cast(scale, x.dtype), ops.cast(offset, x.dtype)
         # Folded into one multiply-add over the activations: fewer full-size temporaries.
-        multiplier = ops.rsqrt(variance + self.epsilon) * self.scale
-        return x * multiplier + (self.offset - mean * multiplier)
+        multiplier = ops.rsqrt(variance + self.epsilon) * scale
+        return x * multiplier + (offset - mean * multiplier)
+
+    def _style_weights(self, style_weights):
+        """float32 `style_weights` (None for a single style); a ValueError when they do not
+        fit. (A bfloat16 network receives them rounded to bfloat16, as Keras casts every
+        call argument: a blend moves by under 0.4%, a one-hot choice not at all.)"""
+        if self.num_styles == 1:
+            if style_weights is not None:
+                raise ValueError("a single-style network takes no style_weights")
+            return None
+        n = self.num_styles
+        weights = None if style_weights is None else ops.cast(style_weights, "float32")
+        shape = None if weights is None else tuple(weights.shape)
+        if shape is None or len(shape) not in (1, 2) or shape[-1] not in (n, None):
+            raise ValueError(f"a network of {n} styles takes style_weights of shape ({n},) or "
+                             f"(batch, {n}), got {'none' if shape is None else shape}")
+        return weights
 
     def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon, "num_styles": self.num_styles}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -107,15 +154,16 @@ class NearestUpsampling2D(keras.layers.Layer):
 class ConvLayer(keras.layers.Layer):
     """Reflection padding, convolution, then (optionally) instance norm and ReLU."""
 
-    def __init__(self, filters, kernel_size, strides=1, normalize=True, relu=True, **kwargs):
+    def __init__(self, filters, kernel_size, strides=1, normalize=True, relu=True,
+                 num_styles=1, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
-        self.normalize, self.relu = normalize, relu
+        self.normalize, self.relu, self.num_styles = normalize, relu, num_styles
         policy = {"dtype": self.dtype_policy}  # its parts compute as it does
         self.pad = ReflectionPadding2D(kernel_size // 2, **policy)
         self.conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid",
                                         **policy)
-        self.norm = InstanceNormalization(**policy) if normalize else None
+        self.norm = InstanceNormalization(num_styles=num_styles, **policy) if normalize else None
 
     def build(self, input_shape):
         # Only the channel count shapes the weights: height and width may stay unknown.
@@ -123,37 +171,38 @@ class ConvLayer(keras.layers.Layer):
         if self.norm is not None:
             self.norm.build(_with_channels(input_shape, self.filters))
 
-    def call(self, x):
+    def call(self, x, style_weights=None):
         x = self.conv(self.pad(x))
         if self.norm is not None:
-            x = self.norm(x)
+            x = _styled(self.norm, x, style_weights)
         return ops.relu(x) if self.relu else x
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
-                "normalize": self.normalize, "relu": self.relu}
+                "normalize": self.normalize, "relu": self.relu, "num_styles": self.num_styles}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
 class ResidualBlock(keras.layers.Layer):
     """Two 3x3 convolutions with an identity shortcut (He et al. 2016)."""
 
-    def __init__(self, filters=128, **kwargs):
+    def __init__(self, filters=128, num_styles=1, **kwargs):
         super().__init__(**kwargs)
-        self.filters = filters
-        self.conv1 = ConvLayer(filters, 3)
-        self.conv2 = ConvLayer(filters, 3, relu=False)
+        self.filters, self.num_styles = filters, num_styles
+        self.conv1 = ConvLayer(filters, 3, num_styles=num_styles)
+        self.conv2 = ConvLayer(filters, 3, relu=False, num_styles=num_styles)
 
     def build(self, input_shape):
         self.conv1.build(input_shape)
         self.conv2.build(_with_channels(input_shape, self.filters))
 
-    def call(self, x):
-        return x + self.conv2(self.conv1(x))
+    def call(self, x, style_weights=None):
+        y = _styled(self.conv1, x, style_weights)
+        return x + _styled(self.conv2, y, style_weights)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "num_styles": self.num_styles}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -165,31 +214,32 @@ class UpsampleConvLayer(keras.layers.Layer):
     `transpose`: the paper's fractionally-strided convolution.
     """
 
-    def __init__(self, filters, mode="nearest", **kwargs):
+    def __init__(self, filters, mode="nearest", num_styles=1, **kwargs):
         super().__init__(**kwargs)
         if mode not in UPSAMPLING_MODES:
             raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {mode!r}")
-        self.filters, self.mode = filters, mode
+        self.filters, self.mode, self.num_styles = filters, mode, num_styles
         if mode == "nearest":
             self.upsample = NearestUpsampling2D()
-            self.conv = ConvLayer(filters, 3)
+            self.conv = ConvLayer(filters, 3, num_styles=num_styles)
         else:
             self.upsample = None
             self.conv = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same")
-            self.norm = InstanceNormalization()
+            self.norm = InstanceNormalization(num_styles=num_styles)
 
     def build(self, input_shape):
         self.conv.build(input_shape)
         if self.mode == "transpose":
             self.norm.build(_with_channels(input_shape, self.filters))
 
-    def call(self, x):
+    def call(self, x, style_weights=None):
         if self.mode == "nearest":
-            return self.conv(self.upsample(x))
-        return ops.relu(self.norm(self.conv(x)))
+            return _styled(self.conv, self.upsample(x), style_weights)
+        return ops.relu(_styled(self.norm, self.conv(x), style_weights))
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "mode": self.mode}
+        return {**super().get_config(), "filters": self.filters, "mode": self.mode,
+                "num_styles": self.num_styles}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -198,48 +248,50 @@ class SeparableConvLayer(keras.layers.Layer):
     fewer multiplies than a full 3x3 at these widths), zero "same" padding, instance norm
     and ReLU. Optionally upsamples by 2 (nearest) first. No bias: the norm removes it."""
 
-    def __init__(self, filters, strides=1, upsample=False, relu=True, **kwargs):
+    def __init__(self, filters, strides=1, upsample=False, relu=True, num_styles=1, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.strides, self.upsample, self.relu = filters, strides, upsample, relu
+        self.num_styles = num_styles
         self.resize = NearestUpsampling2D() if upsample else None
         self.conv = keras.layers.SeparableConv2D(filters, 3, strides=strides, padding="same",
                                                  use_bias=False)
-        self.norm = InstanceNormalization()
+        self.norm = InstanceNormalization(num_styles=num_styles)
 
     def build(self, input_shape):
         self.conv.build(input_shape)
         self.norm.build(_with_channels(input_shape, self.filters))
 
-    def call(self, x):
+    def call(self, x, style_weights=None):
         if self.resize is not None:
             x = self.resize(x)
-        x = self.norm(self.conv(x))
+        x = _styled(self.norm, self.conv(x), style_weights)
         return ops.relu(x) if self.relu else x
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides,
-                "upsample": self.upsample, "relu": self.relu}
+                "upsample": self.upsample, "relu": self.relu, "num_styles": self.num_styles}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
 class MobileResidualBlock(keras.layers.Layer):
     """Two separable convolutions with an identity shortcut."""
 
-    def __init__(self, filters, **kwargs):
+    def __init__(self, filters, num_styles=1, **kwargs):
         super().__init__(**kwargs)
-        self.filters = filters
-        self.conv1 = SeparableConvLayer(filters)
-        self.conv2 = SeparableConvLayer(filters, relu=False)
+        self.filters, self.num_styles = filters, num_styles
+        self.conv1 = SeparableConvLayer(filters, num_styles=num_styles)
+        self.conv2 = SeparableConvLayer(filters, relu=False, num_styles=num_styles)
 
     def build(self, input_shape):
         self.conv1.build(input_shape)
         self.conv2.build(_with_channels(input_shape, self.filters))
 
-    def call(self, x):
-        return x + self.conv2(self.conv1(x))
+    def call(self, x, style_weights=None):
+        y = _styled(self.conv1, x, style_weights)
+        return x + _styled(self.conv2, y, style_weights)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "num_styles": self.num_styles}
 
 
 def _edge_pad(x, axis, size):
@@ -259,11 +311,12 @@ class TransformerNet(keras.Model):
 
     Height and width are reflection-padded up to a multiple of 4 (the two stride-2
     stages) and the result cropped back, so odd sizes come out exactly as they went in;
-    sides under MIN_SIDE pixels are first grown by repeating their edge.
+    sides under MIN_SIDE pixels are first grown by repeating their edge. With `num_styles`
+    N > 1 every instance normalization is conditional, and a call takes `style_weights`.
     """
 
     def __init__(self, upsampling="nearest", num_residual_blocks=5, arch="full",
-                 width_multiplier=1.0, **kwargs):
+                 width_multiplier=1.0, num_styles=1, **kwargs):
         super().__init__(**kwargs)
         if arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
@@ -275,22 +328,31 @@ class TransformerNet(keras.Model):
         if not (number and 0 < width_multiplier <= MAX_WIDTH_MULTIPLIER):
             raise ValueError(f"width_multiplier must be a number in (0, {MAX_WIDTH_MULTIPLIER:g}], "
                              f"got {width_multiplier!r}")
+        styles_ok = isinstance(num_styles, int) and not isinstance(num_styles, bool)
+        if not (styles_ok and 1 <= num_styles <= MAX_STYLES):
+            raise ValueError(f"num_styles must be an integer from 1 to {MAX_STYLES}, "
+                             f"got {num_styles!r}")
         self.upsampling, self.num_residual_blocks = upsampling, num_residual_blocks
-        self.arch, self.width_multiplier = arch, width_multiplier
+        self.arch, self.width_multiplier, self.num_styles = arch, width_multiplier, num_styles
         c1, c2, c3 = (max(4, round(c * width_multiplier)) for c in (32, 64, 128))
+        styles = {"num_styles": num_styles}
         if arch == "full":
-            self.down = [ConvLayer(c1, 9), ConvLayer(c2, 3, strides=2), ConvLayer(c3, 3, strides=2)]
-            self.residuals = [ResidualBlock(c3) for _ in range(num_residual_blocks)]
-            self.up = [UpsampleConvLayer(c2, upsampling), UpsampleConvLayer(c1, upsampling)]
+            self.down = [ConvLayer(c1, 9, **styles), ConvLayer(c2, 3, strides=2, **styles),
+                         ConvLayer(c3, 3, strides=2, **styles)]
+            self.residuals = [ResidualBlock(c3, **styles) for _ in range(num_residual_blocks)]
+            self.up = [UpsampleConvLayer(c2, upsampling, **styles),
+                       UpsampleConvLayer(c1, upsampling, **styles)]
             self.out = ConvLayer(3, 9, normalize=False, relu=False, dtype="float32")
         else:
             # A full 9x9 convolution on the 3 input channels is cheap and sees wide; the
             # output convolution is 3x3, where a 9x9 would cost as much as the rest.
             first = keras.layers.Conv2D(c1, 9, padding="same", use_bias=False)
-            self.down = [first, InstanceNormalization(), keras.layers.ReLU(),
-                         SeparableConvLayer(c2, strides=2), SeparableConvLayer(c3, strides=2)]
-            self.residuals = [MobileResidualBlock(c3) for _ in range(num_residual_blocks)]
-            self.up = [SeparableConvLayer(c2, upsample=True), SeparableConvLayer(c1, upsample=True)]
+            self.down = [first, InstanceNormalization(**styles), keras.layers.ReLU(),
+                         SeparableConvLayer(c2, strides=2, **styles),
+                         SeparableConvLayer(c3, strides=2, **styles)]
+            self.residuals = [MobileResidualBlock(c3, **styles) for _ in range(num_residual_blocks)]
+            self.up = [SeparableConvLayer(c2, upsample=True, **styles),
+                       SeparableConvLayer(c1, upsample=True, **styles)]
             self.out = keras.layers.Conv2D(3, 3, padding="same", dtype="float32")
 
     def build(self, input_shape):
@@ -301,9 +363,11 @@ class TransformerNet(keras.Model):
             layer.build(shape)
             shape = _with_channels(shape, getattr(layer, "filters", shape[-1]))
 
-    def call(self, images, return_logits=False):
+    def call(self, images, style_weights=None, return_logits=False):
         """RGB [0, 255] -> stylized RGB [0, 255]; with `return_logits`, (stylized, the output
-        layer's values before the tanh), which training keeps in the tanh's working range."""
+        layer's values before the tanh), which training keeps in the tanh's working range.
+        `style_weights`, for a network of N styles only: (N,) for the whole batch or
+        (batch, N), weighting the styles' normalization parameters."""
         height, width = ops.shape(images)[1], ops.shape(images)[2]
         x = images
         if self.arch == "full":
@@ -321,7 +385,8 @@ class TransformerNet(keras.Model):
             x = ops.reshape(x, (-1, grown_h + pad_h, grown_w + pad_w, images.shape[-1]))
         x = x / 127.5 - 1.0  # small activations keep float16 builds in range
         for layer in self.down + self.residuals + self.up:
-            x = layer(x)
+            # The mobile stem's Keras Conv2D and ReLU hold no per-style parameters.
+            x = _styled(layer, x, style_weights) if hasattr(layer, "num_styles") else layer(x)
         # Scaled tanh, as in the paper, bounds the output to [0, 255]. The output layer
         # computes in float32 whatever the policy: bfloat16 would round the image to
         # steps of about one grey level.
@@ -334,4 +399,4 @@ class TransformerNet(keras.Model):
     def get_config(self):
         return {**super().get_config(), "upsampling": self.upsampling,
                 "num_residual_blocks": self.num_residual_blocks, "arch": self.arch,
-                "width_multiplier": self.width_multiplier}
+                "width_multiplier": self.width_multiplier, "num_styles": self.num_styles}

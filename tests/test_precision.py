@@ -1,13 +1,14 @@
 """Stylizing in bfloat16 (--precision): within a stated error of float32 on held-out
 photos, and tiled exactly as it runs untiled. Backend-neutral."""
 
+import functools
 import glob
 import os
 
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED_DATA, photo
+from conftest import REPO, SHARED_DATA, multi_style_net, photo, single_style_twin
 from perceptual_style import saved_nets, tiling
 from perceptual_style.images import fit_longer_side, load_rgb
 
@@ -62,3 +63,21 @@ def test_bfloat16_tiles_agree_with_its_untiled_pass():
     difference = np.abs(tiled - untiled)
     print(f"bfloat16 tiled vs untiled: max {difference.max():.3f}, mean {difference.mean():.4f}")
     assert difference.max() < 0.01
+
+
+def test_bfloat16_multi_style_network_computes_as_its_single_style_twin():
+    """Normalization parameters are chosen and blended in float32, then cast as a single
+    style's are: a one-hot choice gives exactly the bfloat16 single-style network, and a
+    blend the one interpolated with the weights as Keras hands them on (rounded to
+    bfloat16, as every argument of a bfloat16 layer is)."""
+    from keras import ops
+
+    half = multi_style_net(3, precision="bfloat16", num_residual_blocks=1, width_multiplier=0.5)
+    assert half.compute_dtype == "bfloat16" and all(w.dtype == "float32" for w in half.weights)
+    image = photo(40, 52)
+    for weights in [*np.eye(3, dtype=np.float32), np.array([0.7, 0.0, 0.3], np.float32)]:
+        received = ops.convert_to_numpy(ops.cast(ops.cast(weights, "bfloat16"), "float32"))
+        twin = single_style_twin(half, received)
+        assert twin.compute_dtype == "bfloat16"
+        chosen = functools.partial(half, style_weights=weights)
+        np.testing.assert_array_equal(tiling._run(chosen, image), tiling._run(twin, image))

@@ -1,14 +1,16 @@
 """The stylize CLI: inputs of every kind, bad files, tiling, colour controls, the main job."""
 
+import functools
 import os
+import shutil
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import photo, run_cli
-from perceptual_style import color, tiling
-from perceptual_style.saved_nets import save_transformer
+from perceptual_style import cli, color, tiling
+from perceptual_style.saved_nets import load_transformer, save_transformer
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +214,85 @@ def test_main_job_stylizes_the_sample_photos(tmp_path, saved_dir):
     sheet = Image.open(out / "contact_sheet.jpg")
     assert sheet.height > 4 * 192 and sheet.width > 2 * 192
     assert sorted(os.listdir(out)) == sorted([f"toy_{n}.jpg" for n in sizes] + ["contact_sheet.jpg"])
+
+
+# Networks of several styles -----------------------------------------------------------------
+
+def expected(folder, photo_array, style_weights, strength=1.0, keep_color=False):
+    """What the CLI should write for `trio` with these style weights."""
+    net = functools.partial(load_transformer(str(folder / "trio")),
+                            style_weights=np.array(style_weights, np.float32))
+    return color.finish(tiling.stylize_image(net, photo_array), photo_array, strength,
+                        keep_color).astype(np.float64)
+
+
+def stylize_with(folder, *args):
+    return run_cli(["perceptual_style.stylize", f"--saved_dir={folder}", *map(str, args)])
+
+
+def test_one_style_of_a_multi_style_network_beside_a_single_style_one(tmp_path, multi_style_dir):
+    source = photo(36, 44)
+    Image.fromarray(source).save(tmp_path / "photo.png")
+    result = stylize_with(multi_style_dir, "--style=trio:b,solo", f"--output={tmp_path / 'out'}",
+                          tmp_path / "photo.png")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path / "out")) == ["solo_photo.jpg", "trio-b_photo.jpg"]
+    result = stylize_with(multi_style_dir, "--style=trio:b", f"--output={tmp_path / 'b.png'}",
+                          tmp_path / "photo.png")
+    assert result.returncode == 0, result.stderr[-3000:]
+    difference = np.abs(read(tmp_path / "b.png") - expected(multi_style_dir, source, [0, 1, 0]))
+    assert difference.max() <= 1
+
+
+def test_a_mix_of_styles_with_strength_and_preserved_colour(tmp_path, multi_style_dir):
+    """--mix=a:7,c:3 is the blend 0.7 a + 0.3 c; the colour controls apply to it as to
+    any style."""
+    source = photo(36, 44)
+    Image.fromarray(source).save(tmp_path / "photo.png")
+    result = stylize_with(multi_style_dir, "--style=trio", "--mix=a:7,c:3", "--strength=0.6",
+                          "--preserve_color", "--format=png", f"--output={tmp_path / 'out'}",
+                          tmp_path / "photo.png")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.listdir(tmp_path / "out") == ["trio-a0.7+c0.3_photo.png"]
+    difference = np.abs(read(tmp_path / "out" / "trio-a0.7+c0.3_photo.png")
+                        - expected(multi_style_dir, source, [0.7, 0, 0.3], 0.6, True))
+    assert difference.max() <= 1
+
+
+def test_styles_are_chosen_and_mixed_in_one_place(multi_style_dir):
+    """cli.load_styles, which stylize and stylize_video share: NET alone gives each of its
+    styles; the mix's weights are scaled to sum to 1 and name the output."""
+    folder = str(multi_style_dir)
+    assert list(cli.load_styles(["trio", "solo"], folder)) == ["trio-a", "trio-b", "trio-c", "solo"]
+    [(label, net)] = cli.load_styles(["trio"], folder, mix=["c:1", "a:3"]).items()
+    assert label == "trio-c0.25+a0.75" == cli.style_label("trio", ["c:1", "a:3"])
+    np.testing.assert_array_equal(net.keywords["style_weights"], [0.75, 0, 0.25])
+    assert cli.style_label(os.path.join(folder, "trio") + ":b") == "trio-b"
+
+
+@pytest.mark.parametrize("names,mix,message", [
+    (["trio:z"], None, "trio has no style 'z' (its styles: a, b, c)"),
+    (["trio"], ["a:0.7", "z:0.3"], "trio has no style 'z' (its styles: a, b, c)"),
+    (["solo:a"], None, "solo is a network of one style: give --style=solo"),
+    (["solo"], ["a:1"], "solo is a network of one style: give --style=solo without --mix"),
+    (["trio:a"], ["a:1"], "--mix blends the styles of trio: give --style=trio, not --style=trio:a"),
+    *[(names, ["a:1"], "--mix blends the styles of one network: name it with --style=NET")
+      for names in (["all"], ["trio", "solo"])],
+    *[(["trio"], mix.split(","), f"--mix={mix}: give STYLE:WEIGHT,... with each style once "
+       "and weights >= 0, e.g. --mix=snight:0.7,wave:0.3")
+      for mix in ("a0.7", "a:x", "a:-1,b:2", "a:nan", "a:inf", ":1", "a:1,a:2")],
+    (["trio"], ["a:0", "b:0"], "--mix=a:0,b:0: the weights are all zero"),
+])
+def test_bad_style_choices_and_mixes_are_one_line_errors(multi_style_dir, names, mix, message):
+    with pytest.raises(cli.CommandError) as error:
+        cli.load_styles(names, str(multi_style_dir), mix=mix)
+    assert str(error.value) == message
+
+
+def test_a_multi_style_network_without_style_names_is_a_one_line_error(tmp_path, multi_style_dir):
+    (tmp_path / "nameless").mkdir()
+    shutil.copy(multi_style_dir / "trio" / "weights.npz", tmp_path / "nameless")
+    result = stylize_with(tmp_path, "--style=nameless:a", tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"stylize: error: {tmp_path / 'nameless' / 'metadata.json'}: No such file or directory")

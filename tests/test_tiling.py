@@ -1,8 +1,10 @@
 """Tiled inference with whole-photo statistics, and the colour controls. Backend-neutral."""
 
+import functools
+
 import numpy as np
 
-from conftest import photo
+from conftest import multi_style_net, photo
 from perceptual_style import color, tiling
 from perceptual_style.transformer_net import statistics_hook
 
@@ -57,6 +59,18 @@ def test_scaled_statistics_are_shared_by_all_tiles(net):
     tiled = tiling.stylize_image(net, image, tile_size=64, margin=64, blend=16,
                                  statistics="scaled", statistics_side=128)
     assert np.abs(tiled - reference).max() < 0.01
+
+
+def test_tiles_of_a_multi_style_network_agree_with_its_untiled_pass():
+    """Conditional instance normalization changes only the scale and offset applied after
+    the whole-image statistics: a blend of styles tiles exactly (bound as the commands bind
+    it; a small network, one residual block, for speed)."""
+    net = functools.partial(multi_style_net(3, num_residual_blocks=1, width_multiplier=0.5),
+                            style_weights=np.array([0.5, 0.0, 0.5], np.float32))
+    image = photo(150, 230)
+    tiled = tiling.stylize_image(net, image, tile_size=64, margin=48, blend=16)
+    assert not tiling.window_fits(image.shape, 64, 48)
+    assert np.abs(tiled - tiling._run(net, image)).max() < 0.01
 
 
 def test_small_images_run_in_one_pass(net):

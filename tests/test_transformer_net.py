@@ -7,8 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import REPO
-from perceptual_style.saved_nets import load_metadata, load_transformer, save_transformer
+from conftest import REPO, multi_style_net, single_style_twin
+from perceptual_style.saved_nets import (load_metadata, load_style_names, load_transformer,
+                                         save_transformer)
 from perceptual_style.transformer_net import (INPUT_SHAPE, InstanceNormalization,
                                               NearestUpsampling2D, ReflectionPadding2D,
                                               TransformerNet)
@@ -151,6 +152,8 @@ def test_images_of_one_to_four_pixels_are_grown_by_their_edge_and_cropped_back(n
     ({"num_residual_blocks": 2.5}, "num_residual_blocks must be an integer"),
     ({"width_multiplier": 0}, r"width_multiplier must be a number in \(0, 4\], got 0"),
     ({"width_multiplier": "wide"}, "width_multiplier must be a number"),
+    ({"num_styles": 0}, "num_styles must be an integer from 1 to 1024, got 0"),
+    ({"num_styles": 2.0}, "num_styles must be an integer"),
 ])
 def test_configs_beyond_any_network_are_refused_before_building(config, message):
     with pytest.raises(ValueError, match=message):
@@ -211,3 +214,94 @@ def test_a_style_is_replaced_as_a_unit_even_when_killed_between_its_files(tmp_pa
     assert sorted(os.listdir(folder)) == ["metadata.json", "weights.npz"]
     assert load_metadata(str(folder)) == {"run": 3}
     assert (folder / "weights.npz").read_bytes() != before
+
+
+# Several styles: conditional instance normalization (Dumoulin et al. 2017) -----------------
+
+SMALL = {"width_multiplier": 0.25, "num_residual_blocks": 1}
+SMALL_CONFIGS = [SMALL, {**SMALL, "upsampling": "transpose"}, {**SMALL, "arch": "mobile"}]
+
+
+def numpy_out(net, images, **kwargs):
+    return keras.ops.convert_to_numpy(net(images, **kwargs))
+
+
+@pytest.mark.parametrize("config", SMALL_CONFIGS)
+def test_one_hot_style_weights_give_the_network_of_that_style(config):
+    """Each style is the single-style network with that style's normalization row and the
+    shared convolutions; weights of shape (batch, N) give each image its own style."""
+    net = multi_style_net(3, **config)
+    images = np.random.default_rng(10).uniform(0, 255, (2, 22, 27, 3)).astype("float32")
+    outputs = []
+    for style in range(3):
+        one_hot = np.eye(3, dtype="float32")[style]
+        outputs.append(numpy_out(net, images, style_weights=one_hot))
+        np.testing.assert_allclose(outputs[-1], numpy_out(single_style_twin(net, one_hot), images),
+                                   atol=1e-4)
+    assert min(np.abs(outputs[a] - outputs[b]).mean() for a, b in [(0, 1), (1, 2), (0, 2)]) > 1
+    per_image = numpy_out(net, images, style_weights=np.eye(3, dtype="float32")[[2, 0]])
+    np.testing.assert_allclose(per_image, np.stack([outputs[2][0], outputs[0][1]]), atol=1e-4)
+
+
+@pytest.mark.parametrize("config", SMALL_CONFIGS[::2])
+def test_blended_style_weights_interpolate_the_normalization_parameters(config):
+    net = multi_style_net(3, **config)
+    images = np.random.default_rng(11).uniform(0, 255, (1, 25, 20, 3)).astype("float32")
+    blend = np.array([0.2, 0.5, 0.3], "float32")
+    np.testing.assert_allclose(numpy_out(net, images, style_weights=blend),
+                               numpy_out(single_style_twin(net, blend), images), atol=1e-3)
+
+
+def test_style_weights_that_do_not_fit_the_network_are_refused():
+    net = multi_style_net(3, **SMALL)
+    images = np.zeros((1, 8, 8, 3), "float32")
+    for weights, shape in [(None, "none"), (np.ones(2, "float32"), r"\(2,\)"),
+                           (np.ones((1, 1, 3), "float32"), r"\(1, 1, 3\)")]:
+        with pytest.raises(ValueError, match=r"a network of 3 styles takes style_weights of "
+                                             r"shape \(3,\) or \(batch, 3\), got " + shape):
+            net(images, style_weights=weights)
+    single = TransformerNet(**SMALL)
+    single.build(INPUT_SHAPE)
+    with pytest.raises(ValueError, match="a single-style network takes no style_weights"):
+        single(images, style_weights=np.ones(1, "float32"))
+
+
+def test_multi_style_config_round_trip():
+    net = multi_style_net(4, **SMALL, arch="mobile")
+    clone = TransformerNet.from_config(net.get_config())
+    clone.build(INPUT_SHAPE)
+    assert clone.num_styles == 4 and clone.get_config() == net.get_config()
+    assert [w.shape for w in clone.weights] == [w.shape for w in net.weights]
+    layer = InstanceNormalization(num_styles=4)
+    assert InstanceNormalization.from_config(layer.get_config()).num_styles == 4
+    # A config from before num_styles existed builds today's single-style network.
+    old = {k: v for k, v in TransformerNet(**SMALL).get_config().items() if k != "num_styles"}
+    assert TransformerNet.from_config(old).num_styles == 1
+
+
+def test_multi_style_network_round_trips_through_saved_nets(tmp_path):
+    """float16 storage keeps every style within the tolerance single styles have; the
+    metadata names the styles, and a network of several is not saved without them."""
+    keras.utils.set_random_seed(5)
+    net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=2, num_styles=3)
+    net.build(INPUT_SHAPE)
+    # As the single-style round trip above, each style's (N, channels) rows drawn apart.
+    rng = np.random.default_rng(5)
+    net.set_weights([w + np.float32(0.05) + rng.normal(0, 0.1 if w.ndim == 2 else 0, w.shape)
+                     .astype("float32") for w in net.get_weights()])
+    images = np.random.default_rng(6).uniform(0, 255, (1, 32, 40, 3)).astype("float32")
+    folder = str(tmp_path / "trio")
+    with pytest.raises(ValueError, match="a network of 3 styles needs a metadata 'styles' list"):
+        save_transformer(net, folder)
+    for names, message in [("ab", "of 3 entries, each with a name; found 2"),
+                           (["a", "b:c", "d"], "style name 'b:c'"),
+                           ("aba", "style names repeat")]:
+        with pytest.raises(ValueError, match=message):
+            save_transformer(net, folder, {"styles": [{"name": name} for name in names]})
+    save_transformer(net, folder, {"styles": [{"name": name} for name in "abc"]})
+    restored = load_transformer(folder)
+    assert restored.get_config() == net.get_config()
+    assert load_style_names(folder, ".", restored.num_styles) == ["a", "b", "c"]
+    for weights in (np.eye(3, dtype="float32")[1], np.array([0.6, 0.0, 0.4], "float32")):
+        np.testing.assert_allclose(numpy_out(restored, images, style_weights=weights),
+                                   numpy_out(net, images, style_weights=weights), atol=0.5)

@@ -134,6 +134,19 @@ def test_tiles_colour_controls_odd_size_other_container_and_codec(tmp_path):
         assert np.abs(a[..., 0] - b[..., 0]).mean() > 8
 
 
+def test_one_style_or_a_mix_of_a_multi_style_network(tmp_path, multi_style_dir):
+    """--style=NET:STYLE and --mix as stylize takes them, naming the output; NET alone, of
+    several styles, is a one-line error (a video takes one)."""
+    source = make_clip(tmp_path / "tiny.mp4", video.camera_path(photos(1), 64, 48, 2))
+    styles = [f"--saved_dir={multi_style_dir}", "--style=trio", f"--output={tmp_path / 'out'}"]
+    result = stylize(source, *styles, "--mix=a:1,b:1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.listdir(tmp_path / "out") == ["trio-a0.5+b0.5_tiny.mp4"]
+    assert one_line_error(stylize(source, *styles)) == (
+        "stylize_video: error: trio holds 3 styles: name one (--style=trio:STYLE) or blend "
+        "them (--mix)")
+
+
 def test_demo_clip(tmp_path):
     pytest.importorskip("skimage")
     result = run_cli(["perceptual_style.stylize_video",
