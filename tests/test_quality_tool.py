@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -49,3 +50,17 @@ def test_quality_table_for_an_untrained_style(tmp_path, net):
     assert rows["blown"]["clipped"] == 1.0
     assert "| blown | 0 | 0 |" in result.stdout and "| 100.00% | NO |" in result.stdout
     assert result.returncode == 1  # the blown-out style fails the bar
+
+
+def test_clipped_counts_near_white_and_black_blots_not_the_photos_own():
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    from quality import clipped_share
+
+    photo_ = np.full((2, 4, 3), 120, np.uint8)
+    photo_[1, 3] = 252  # the photo's own highlight: not a blot
+    stylized = np.full((2, 4, 3), 120, np.uint8)
+    stylized[0, 0] = 250  # 5 levels below white: counted
+    stylized[0, 1] = (250, 250, 240)  # a light grey, one channel 15 below: not counted
+    stylized[0, 2] = 3  # near black: counted
+    stylized[1, 3] = 255
+    assert clipped_share(photo_, stylized) == 2 / 8
