@@ -52,15 +52,18 @@ def test_quality_table_for_an_untrained_style(tmp_path, net):
     assert result.returncode == 1  # the blown-out style fails the bar
 
 
-def test_clipped_counts_near_white_and_black_blots_not_the_photos_own():
+def test_clipped_and_near_clipped_count_blots_not_the_photos_own():
     sys.path.insert(0, os.path.join(REPO, "tools"))
     from quality import clipped_share
 
     photo_ = np.full((2, 4, 3), 120, np.uint8)
-    photo_[1, 3] = 252  # the photo's own highlight: not a blot
+    photo_[1, 3] = 255  # the photo's own highlight: not a blot
     stylized = np.full((2, 4, 3), 120, np.uint8)
-    stylized[0, 0] = 250  # 5 levels below white: counted
+    stylized[0, 0] = 250  # 5 levels below white: near clipped
     stylized[0, 1] = (250, 250, 240)  # a light grey, one channel 15 below: not counted
-    stylized[0, 2] = 3  # near black: counted
+    stylized[0, 2] = 3  # near black: near clipped
     stylized[1, 3] = 255
-    assert clipped_share(photo_, stylized) == 2 / 8
+    assert clipped_share(photo_, stylized) == 0  # its 255 is where the photo is white too
+    stylized[1, 2] = 0
+    assert clipped_share(photo_, stylized) == 1 / 8
+    assert clipped_share(photo_, stylized, 8) == 3 / 8
