@@ -6,13 +6,13 @@ never leave the device; nothing is fetched from anywhere but this server.
 LiteRT.js runs fixed-shape builds only (an input of height and width -1 is refused), so a
 style is served as one 512x512 float16 build and the page stylizes other sizes in
 overlapping tiles of that size. Without --tflite_dir the builds are made from --saved_dir
-on first start into a cache folder (again when a style's weights are newer than its
-build); with it, the fixed-shape builds that folder holds are served as they are (e.g.
+on first start into a cache folder (again when a style's weights change); with it, the fixed-shape builds that folder holds are served as they are (e.g.
 tools/export_tflite.py's output). The responses carry the cross-origin isolation headers
 under which LiteRT.js may run on several threads (SharedArrayBuffer).
 """
 
 import functools
+import hashlib
 import http.server
 import io
 import json
@@ -68,19 +68,21 @@ def cache_dir():
 
 
 def build_missing(styles, folder, shape=SIZE, quantizations=(QUANTIZATION,), report=notice):
-    """{URL path: file} of the builds of `styles` ([(name, style folder)]) in `folder`, as
-    `<folder>/<style>/<build name>`, making those it lacks or holds older than the style's
-    weights."""
+    """{URL path: file} of the builds of `styles` ([(name, style folder)]) in `folder`,
+    making those it lacks. A build is kept under its weights' digest,
+    `<folder>/<style>-<sha256>/<build name>`, so that a retrained style, or another one of
+    the same name (another --saved_dir), is never served an old build."""
     from perceptual_style.atomic import atomic_write
 
     builds, todo = {}, []
     for name, source in styles:
-        weights = os.path.getmtime(os.path.join(source, saved_nets.WEIGHTS_FILE))
+        with open(os.path.join(source, saved_nets.WEIGHTS_FILE), "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
         for quantization in quantizations:
             file = tflite.build_name(name, shape, quantization)
-            path = os.path.join(folder, name, file)
+            path = os.path.join(folder, f"{name}-{digest}", file)
             builds[f"/models/{name}/{file}"] = path
-            if not os.path.isfile(path) or os.path.getmtime(path) < weights:
+            if not os.path.isfile(path):
                 todo.append((name, source, quantization, path))
     if todo:
         report(f"web: making {len(todo)} .tflite build{'s' * (len(todo) > 1)} in {folder} "

@@ -206,8 +206,10 @@ def test_browser_without_webassembly_simd_is_told(build):
             driver.quit()
 
 
-def test_builds_are_made_once_and_again_for_newer_weights(tmp_path, monkeypatch):
-    """In the cache folder, which the command then serves without building again."""
+@pytest.fixture
+def mini_style(tmp_path, monkeypatch):
+    """A small seeded mobile network saved as style `mini` in tmp_path/styles, with the
+    cache folder in tmp_path/xdg: (its folder, the network)."""
     import keras
 
     from perceptual_style.saved_nets import save_transformer
@@ -217,31 +219,46 @@ def test_builds_are_made_once_and_again_for_newer_weights(tmp_path, monkeypatch)
     net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
     net.build((None, None, None, 3))
     save_transformer(net, str(tmp_path / "styles" / "mini"))
-    styles = [("mini", str(tmp_path / "styles" / "mini"))]
-    messages = []
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    cache = web.cache_dir()
-    builds = web.build_missing(styles, cache, SIZE, report=messages.append)
-    path = tmp_path / "xdg" / "perceptual_style" / "tflite" / "mini" / "mini_64x64_float16.tflite"
-    assert builds == {"/models/mini/mini_64x64_float16.tflite": str(path)}
-    details = tflite.signature_details(path.read_bytes())
+    return str(tmp_path / "styles" / "mini"), net
+
+
+def test_builds_are_made_once_per_weights(mini_style):
+    """In the cache folder, under the weights' digest."""
+    from perceptual_style.saved_nets import save_transformer
+
+    style, net = mini_style
+    messages = []
+    builds = web.build_missing([("mini", style)], web.cache_dir(), SIZE, report=messages.append)
+    [(url, path)] = builds.items()
+    assert url == "/models/mini/mini_64x64_float16.tflite"
+    assert re.fullmatch(r".*/xdg/perceptual_style/tflite/mini-[0-9a-f]{16}/"
+                        r"mini_64x64_float16\.tflite", path)
+    details = tflite.signature_details(open(path, "rb").read())
     assert details["inputs"][tflite.INPUT]["shape"] == [1, 64, 64, 3]
     assert len(messages) == 2 and "making 1 .tflite build" in messages[0]
     messages.clear()
-    assert web.build_missing(styles, cache, SIZE, report=messages.append) == builds
+    assert web.build_missing([("mini", style)], web.cache_dir(), SIZE,
+                             report=messages.append) == builds
     assert messages == []
-    os.utime(path, (1, 1))  # older than the weights: a retrained style
-    web.build_missing(styles, cache, SIZE, report=messages.append)
-    assert len(messages) == 2 and path.stat().st_mtime > 1
-    # The command's own build is 512x512: it makes that one and serves it.
-    with serving([f"--saved_dir={tmp_path / 'styles'}", "--styles=mini"]) as (_, count):
-        assert count == 1
-    assert (path.parent / "mini_512x512_float16.tflite").is_file()
+    net.set_weights([w + 0.01 for w in net.get_weights()])  # retrained
+    save_transformer(net, style)
+    retrained = web.build_missing([("mini", style)], web.cache_dir(), SIZE,
+                                  report=messages.append)
+    assert len(messages) == 2 and os.path.isfile(retrained[url]) and retrained[url] != path
 
 
 def test_missing_runtime_is_one_line(tmp_path):
     with pytest.raises(cli.CommandError, match=r"run `npm ci` in .* once"):
         web.require_runtime(str(tmp_path))
+
+
+@pytest.mark.skipif(not RUNTIME_INSTALLED, reason="LiteRT.js is not installed (npm ci in web/)")
+def test_command_builds_into_the_cache_and_serves(mini_style, tmp_path):
+    with serving([f"--saved_dir={tmp_path / 'styles'}", "--styles=mini"]) as (_, count):
+        assert count == 1
+    [build] = (tmp_path / "xdg" / "perceptual_style" / "tflite").glob("mini-*/*.tflite")
+    assert build.name == "mini_512x512_float16.tflite"
 
 
 @pytest.mark.skipif(not RUNTIME_INSTALLED, reason="LiteRT.js is not installed (npm ci in web/)")

@@ -19,9 +19,10 @@ otherwise idle machine.
 """
 
 import base64
+import importlib.metadata
 import io
+import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from absl import flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # run as a script from anywhere
 
-from perceptual_style import cli, saved_nets, tflite, web  # noqa: E402
+from perceptual_style import cli, precision, saved_nets, tflite, web  # noqa: E402
 
 flags.DEFINE_string("style", "snight", "Trained style to measure.")
 cli.define_saved_dir(__name__)
@@ -120,6 +121,7 @@ def main(argv):
     except FileNotFoundError as e:
         raise cli.CommandError(str(e)) from None
     photo = sample_photos()[web.SAMPLE]
+    load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         builds = web.build_missing([(FLAGS.style, folder)], tmp,
@@ -148,9 +150,15 @@ def main(argv):
               f"({p['runtime_s']:.2f}, {p['model_s']:.2f}, {p['first_stylize_s']:.2f}) | "
               f"{1000 * p['latency_s']:.0f} | {q['first_s']:.2f} | {1000 * q['latency_s']:.0f} "
               f"| {p['psnr_vs_python']:.1f} |")
+    with open(os.path.join(web.WEB_DIR, "node_modules", "@litertjs", "core", "package.json")) as f:
+        litert_js = json.load(f)["version"]
     saved_nets.write_json(os.path.join(FLAGS.output_dir, "web.json"), {
         "style": FLAGS.style, "photo": f"{web.SAMPLE} 512x512", "runs": FLAGS.runs,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs", "date": saved_nets.now(),
+        "machine": precision.machine_description(), "date": saved_nets.now(),
+        # Other jobs' share of the cores shows in the 1-minute load average.
+        "load_average": [load_before, os.getloadavg()[0]],
+        "versions": {"litert_js": litert_js,
+                     "ai_edge_litert": importlib.metadata.version("ai-edge-litert")},
         "rows": rows})
     return 0
 
