@@ -24,7 +24,7 @@ import urllib.parse
 
 from absl import flags
 
-from perceptual_style import cli, saved_nets, tflite
+from perceptual_style import cli, saved_nets
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "web")
 RUNTIME = "/node_modules/@litertjs/"  # the only part of web/node_modules that is served
@@ -63,6 +63,7 @@ def require_runtime(web_dir=WEB_DIR):
 
 
 def cache_dir():
+    """Where made builds stay between runs: the XDG cache folder, as other tools use."""
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(root, "perceptual_style", "tflite")
 
@@ -72,6 +73,7 @@ def build_missing(styles, folder, shape=SIZE, quantizations=(QUANTIZATION,), rep
     making those it lacks. A build is kept under its weights' digest,
     `<folder>/<style>-<sha256>/<build name>`, so that a retrained style, or another one of
     the same name (another --saved_dir), is never served an old build."""
+    from perceptual_style import tflite
     from perceptual_style.atomic import atomic_write
 
     builds, todo = {}, []
@@ -103,6 +105,8 @@ def find_builds(folder, styles=("all",), report=notice):
     """{URL path: file} of the fixed-shape builds in `folder` (recursively) of `styles`,
     those in a folder `<style>/` or named `<style>_*` (['all']: every build). Resizable and
     unreadable builds are reported and left out."""
+    from perceptual_style import tflite
+
     if not os.path.isdir(folder):
         raise cli.CommandError(f"--tflite_dir: no folder {folder}")
     builds = {}
@@ -231,6 +235,10 @@ def headless_chromium(size=(1280, 900)):
 
 
 def main(argv):
+    try:
+        from perceptual_style import tflite  # LiteRT reads the builds
+    except ImportError as e:
+        raise cli.CommandError(f"{e} (pip install -e '.[tflite]')") from None
     try:
         require_runtime()
         if FLAGS.tflite_dir:
