@@ -38,6 +38,7 @@ SIGNATURE = "stylize"
 INPUT = "images"
 OUTPUT = "stylized"
 QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8", "uint8")
+RESIZABLE = "resizable"  # the size label of a build that takes any height and width
 THREADS = 2
 # PSNR floors against the Keras float32 network, dB. int8's is what the untrained test
 # network and all seven shipped styles reach (lowest measured: udnie, 19.5 dB on one photo
@@ -46,6 +47,17 @@ PSNR_FLOORS = {"float32": 60.0, "float16": 40.0, "dynamic_int8": 30.0, "int8": 1
                "uint8": 18.0}
 _OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
              if not name.startswith("_")}
+
+
+def size_label(shape):
+    """(height, width) -> 'HxW'; None (resizable) -> 'resizable'."""
+    return RESIZABLE if shape is None else f"{shape[0]}x{shape[1]}"
+
+
+def build_name(style, shape, quantization):
+    """A build's file name, `<style>_<size label>_<quantization>.tflite`: one naming for
+    tools/export_tflite.py and the web page's builds."""
+    return f"{style}_{size_label(shape)}_{quantization}.tflite"
 
 
 class TFLiteError(Exception):

@@ -23,7 +23,6 @@ from perceptual_style.atomic import atomic_write, writable_folder
 from perceptual_style.export import style_sources
 from perceptual_style.images import ImageError, composite_on_white, cover, open_image
 
-RESIZABLE = "resizable"
 # Full-integer builds are fixed-shape only: calibrated at one size, the resizable int8 build
 # fell to 16 dB at another (snight, 256x256 -> 298x402), against 33 dB at its own size.
 FIXED_ONLY = ("int8", "uint8")
@@ -33,7 +32,7 @@ flags.DEFINE_list("style", None, "Styles to convert: names in --saved_dir or fol
 flags.DEFINE_bool("all", False, "Convert every trained style in --saved_dir.")
 cli.define_saved_dir(__name__)
 flags.DEFINE_string("output_dir", "tflite", "Builds go to <output_dir>/<style>/.")
-flags.DEFINE_list("sizes", ["256", "384", "512", "720x1280", RESIZABLE], "Input sizes: N "
+flags.DEFINE_list("sizes", ["256", "384", "512", "720x1280", tflite.RESIZABLE], "Input sizes: N "
                   "(N x N), HxW, or 'resizable' (any size, every op a TFLite builtin; not "
                   "made for the full-integer int8 and uint8 builds).")
 flags.DEFINE_list("quantizations", list(tflite.QUANTIZATIONS), "Among: "
@@ -54,19 +53,16 @@ FLAGS = flags.FLAGS
 
 def parse_size(text):
     """'256' -> (256, 256), '720x1280' -> (720, 1280), 'resizable' -> None."""
-    if text == RESIZABLE:
+    if text == tflite.RESIZABLE:
         return None
     try:
         sides = [int(side) for side in text.lower().split("x")]
     except ValueError:
         sides = []
     if len(sides) not in (1, 2) or min(sides) < 16:
-        raise cli.CommandError(f"bad size {text!r}: give N, HxW (sides of at least 16) or {RESIZABLE}")
+        raise cli.CommandError(f"bad size {text!r}: give N, HxW (sides of at least 16) or "
+                               f"{tflite.RESIZABLE}")
     return (sides[0], sides[-1])
-
-
-def size_label(shape):
-    return RESIZABLE if shape is None else f"{shape[0]}x{shape[1]}"
 
 
 def load_photos(source, count):
@@ -89,7 +85,7 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for shape in shapes:
-            label = size_label(shape)
+            label = tflite.size_label(shape)
             saved_model = os.path.join(tmp, label)
             tflite.write_saved_model(net, saved_model, shape)
             eval_shape = shape or parse_size(FLAGS.resizable_eval_size)
@@ -105,11 +101,11 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
                     runner = tflite.Runner(model, FLAGS.threads)
                     psnrs = [tflite.psnr(runner(image), reference)
                              for image, reference in zip(images, references)]
-                path = os.path.join(out_dir, f"{name}_{label}_{quantization}.tflite")
+                path = os.path.join(out_dir, tflite.build_name(name, shape, quantization))
                 atomic_write(path, lambda f: f.write(model))
                 details = tflite.signature_details(model)
                 rows.append({
-                    "style": name, "size": label, "measured_at": size_label(eval_shape),
+                    "style": name, "size": label, "measured_at": tflite.size_label(eval_shape),
                     "quantization": quantization, "path": path, "bytes": len(model),
                     "latency_s": runner.latency(images[0], FLAGS.runs), "threads": FLAGS.threads,
                     "psnr_mean": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
@@ -130,7 +126,8 @@ def print_table(rows):
         details = r["signature"][tflite.SIGNATURE]
         io = (f"{details['inputs'][tflite.INPUT]['dtype']} / "
               f"{details['outputs'][tflite.OUTPUT]['dtype']}")
-        size = r["size"] if r["size"] != RESIZABLE else f"{RESIZABLE} (at {r['measured_at']})"
+        size = (r["size"] if r["size"] != tflite.RESIZABLE
+                else f"{tflite.RESIZABLE} (at {r['measured_at']})")
         print(f"| {r['style']} | {size} | {r['quantization']} | {io} | {r['bytes'] / 1e6:.2f} "
               f"| {1000 * r['latency_s']:.0f} | {r['psnr_mean']:.1f} ({r['psnr_min']:.1f}) "
               f"| {r['psnr_floor']:.0f} | {'yes' if r['psnr_min'] >= r['psnr_floor'] else 'NO'} |")

@@ -1,0 +1,277 @@
+"""The web page in a real browser: `python -m perceptual_style.web` serves a seeded
+network's 64x64 build, headless Chromium runs it with LiteRT.js, and the page's pixels match
+LiteRT's in Python (one tile, a reflection-padded small photo, cross-faded tiles, the
+strength blend, a scaled-down long photo, a dropped photo); a damaged file is reported.
+Also the command's builds and its one-line errors."""
+
+import base64
+import contextlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import HANG_TIMEOUT, REPO, decode, encode, photo, run_cli, tensorflow_only
+
+pytestmark = tensorflow_only
+tf = pytest.importorskip("tensorflow")
+from perceptual_style import cli, tflite, web  # noqa: E402  (needs LiteRT)
+
+SIZE = (64, 64)
+PSNR_FLOOR = 40.0
+RUNTIME_INSTALLED = os.path.isdir(os.path.join(web.WEB_DIR, "node_modules", "@litertjs"))
+
+
+def browser_missing():
+    """Why the page cannot be driven here, or None."""
+    if importlib.util.find_spec("selenium") is None:
+        return "selenium is not installed (pip install -e '.[test]')"
+    for path, package in ((web.CHROMIUM, "chromium"), (web.CHROMEDRIVER, "chromium-driver")):
+        if not os.path.exists(path):
+            return f"no {path} (apt-get install {package})"
+    if not RUNTIME_INSTALLED:
+        return "LiteRT.js is not installed (npm ci in web/)"
+    return None
+
+
+needs_browser = pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
+
+
+@pytest.fixture(scope="module")
+def build(net, tmp_path_factory):
+    """The seeded network's 64x64 float16 build, laid out as tools/export_tflite.py does:
+    (the folder to serve, the flatbuffer)."""
+    folder = tmp_path_factory.mktemp("web")
+    tflite.write_saved_model(net, str(folder / "saved_model"), SIZE)
+    model = tflite.convert(str(folder / "saved_model"), "float16")
+    (folder / "builds" / "seeded").mkdir(parents=True)
+    (folder / "builds" / "seeded" / tflite.build_name("seeded", SIZE, "float16")).write_bytes(model)
+    return folder / "builds", model
+
+
+@contextlib.contextmanager
+def serving(args, env=None):
+    """`python -m perceptual_style.web ARGS --port=0` running: yields its URL and the count
+    its one line on stdout gives."""
+    server = subprocess.Popen([sys.executable, "-m", "perceptual_style.web", *args, "--port=0"],
+                              cwd=REPO, env={**os.environ, **(env or {})}, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = server.stdout.readline()
+        match = re.fullmatch(r"web: serving (\d+) builds? at (http://\S+) \(Ctrl-C stops\)\n", line)
+        assert match, line + server.stderr.read()
+        yield match[2], int(match[1])
+    finally:
+        server.terminate()
+        server.communicate(timeout=HANG_TIMEOUT)
+
+
+@pytest.fixture(scope="module")
+def page(build):
+    """Headless Chromium on the served page, once the build is ready."""
+    with serving([f"--tflite_dir={build[0]}"]) as (url, count):
+        assert count == 1
+        driver = web.headless_chromium()
+        try:
+            driver.get(url)
+            wait_for(driver, "done", "ready")
+            yield driver
+        finally:
+            driver.quit()
+
+
+def wait_for(driver, kind, text=""):
+    """The page's status line once it is of `kind` and holds `text`."""
+    deadline = time.monotonic() + 120
+    while True:
+        now_kind, now_text = driver.execute_script(
+            "const s = document.getElementById('status'); return [s.dataset.kind, s.textContent]")
+        if now_kind == kind and text in now_text:
+            return now_text
+        assert now_kind != "error", now_text
+        assert time.monotonic() < deadline, f"waited for {kind} {text!r}; page: {now_text!r}"
+        time.sleep(0.05)
+
+
+def result_pixels(driver):
+    url = driver.execute_script("return document.getElementById('result').toDataURL('image/png')")
+    return decode(base64.b64decode(url.split(",", 1)[1]))
+
+
+def stylize_in_page(driver, folder, image, name):
+    """Chooses `image` (saved as PNG `name`) in the page; its stylized pixels, uint8."""
+    Image.fromarray(image).save(folder / name)
+    driver.find_element("id", "file").send_keys(str(folder / name))
+    wait_for(driver, "done", f"Stylized {name}")
+    return result_pixels(driver)
+
+
+def litert(model, image):
+    """LiteRT's output in Python, rounded to bytes as the page rounds it."""
+    return np.clip(np.rint(tflite.Runner(model)(image)), 0, 255)
+
+
+@needs_browser
+def test_page_matches_litert_and_blends_by_strength(page, build, tmp_path):
+    image = photo(*SIZE, seed=30)
+    output = stylize_in_page(page, tmp_path, image, "one_tile.png")
+    stylized = tflite.Runner(build[1])(image)
+    assert output.shape == (*SIZE, 3)
+    assert tflite.psnr(output, litert(build[1], image)) >= PSNR_FLOOR
+    page.execute_script("const s = document.getElementById('strength'); s.value = 25; "
+                        "s.dispatchEvent(new Event('input'))")
+    try:
+        half = np.clip(np.rint(0.25 * stylized + 0.75 * image), 0, 255)
+        assert tflite.psnr(result_pixels(page), half) >= PSNR_FLOOR
+    finally:
+        page.execute_script("const s = document.getElementById('strength'); s.value = 100; "
+                            "s.dispatchEvent(new Event('input'))")
+
+
+@needs_browser
+def test_smaller_photo_is_reflection_padded_to_the_build(page, build, tmp_path):
+    image = photo(48, 40, seed=31)
+    output = stylize_in_page(page, tmp_path, image, "small.png")
+    assert output.shape == (48, 40, 3)
+    padded = np.pad(image, ((0, 16), (0, 24), (0, 0)), mode="reflect")
+    assert tflite.psnr(output, litert(build[1], padded)[:48, :40]) >= PSNR_FLOOR
+
+
+@needs_browser
+def test_larger_photo_runs_in_cross_faded_tiles(page, build, tmp_path):
+    """64x100 runs as tiles at x = 0 and 36, each fading over the 8 pixels of its edge that
+    meets the other, weighted and normalized."""
+    image = photo(64, 100, seed=32)
+    output = stylize_in_page(page, tmp_path, image, "wide.png")
+    assert "2 tiles of 64x64" in wait_for(page, "done")
+    runner = tflite.Runner(build[1])
+    tiles = np.zeros((2, 64, 100, 3), np.float32)
+    tiles[0, :, :64], tiles[1, :, 36:] = runner(image[:, :64]), runner(image[:, 36:])
+    x = np.arange(100) + 0.5  # pixel centres
+    weights = np.stack([np.where(x < 64, np.clip((64 - x) / 8, 0, 1), 0),
+                        np.where(x > 36, np.clip((x - 36) / 8, 0, 1), 0)])[:, None, :, None]
+    expected = (weights * tiles).sum(0) / weights.sum(0)
+    assert tflite.psnr(output, np.clip(np.rint(expected), 0, 255)) >= PSNR_FLOOR
+
+
+@needs_browser
+def test_long_photo_is_scaled_down_and_said_so(page, tmp_path):
+    output = stylize_in_page(page, tmp_path, photo(30, 2100, seed=33), "long.png")
+    assert output.shape == (29, 2048, 3)
+    note = page.find_element("id", "note").text
+    assert "scaled down to 2048x29" in note and "2048 pixels" in note
+
+
+@needs_browser
+def test_dropped_photo_is_stylized(page, build):
+    image = photo(*SIZE, seed=34)
+    page.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const data = new DataTransfer();
+        data.items.add(new File([bytes], 'dropped.png', {type: 'image/png'}));
+        document.body.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+        """, base64.b64encode(encode(image)).decode())
+    wait_for(page, "done", "Stylized dropped.png")
+    assert tflite.psnr(result_pixels(page), litert(build[1], image)) >= PSNR_FLOOR
+
+
+@needs_browser
+def test_damaged_file_is_reported_in_the_page(page, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    page.find_element("id", "file").send_keys(str(tmp_path / "broken.jpg"))
+    message = wait_for(page, "error")
+    assert message == ("Could not read broken.jpg: the file is damaged or not an image this "
+                       "browser can open.")
+
+
+@needs_browser
+def test_browser_without_webassembly_simd_is_told(build):
+    """Chromium has SIMD: a browser without it is played by a WebAssembly.validate that
+    refuses every module, set before the page's scripts run."""
+    with serving([f"--tflite_dir={build[0]}"]) as (url, _):
+        driver = web.headless_chromium()
+        try:
+            driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                   {"source": "WebAssembly.validate = () => false;"})
+            driver.get(url)
+            assert wait_for(driver, "error").startswith(
+                "This browser cannot run the styles: they need WebAssembly with SIMD")
+        finally:
+            driver.quit()
+
+
+@pytest.fixture
+def mini_style(tmp_path, monkeypatch):
+    """A small seeded mobile network saved as style `mini` in tmp_path/styles, with the
+    cache folder in tmp_path/xdg: (its folder, the network)."""
+    import keras
+
+    from perceptual_style.saved_nets import save_transformer
+    from perceptual_style.transformer_net import TransformerNet
+
+    keras.utils.set_random_seed(4)
+    net = TransformerNet(arch="mobile", width_multiplier=0.25, num_residual_blocks=1)
+    net.build((None, None, None, 3))
+    save_transformer(net, str(tmp_path / "styles" / "mini"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return str(tmp_path / "styles" / "mini"), net
+
+
+def test_builds_are_made_once_per_weights(mini_style):
+    """In the cache folder, under the weights' digest."""
+    from perceptual_style.saved_nets import save_transformer
+
+    style, net = mini_style
+    messages = []
+    builds = web.build_missing([("mini", style)], web.cache_dir(), SIZE, report=messages.append)
+    [(url, path)] = builds.items()
+    assert url == "/models/mini/mini_64x64_float16.tflite"
+    assert re.fullmatch(r".*/xdg/perceptual_style/tflite/mini-[0-9a-f]{16}/"
+                        r"mini_64x64_float16\.tflite", path)
+    details = tflite.signature_details(open(path, "rb").read())
+    assert details["inputs"][tflite.INPUT]["shape"] == [1, 64, 64, 3]
+    assert len(messages) == 2 and "making 1 .tflite build" in messages[0]
+    messages.clear()
+    assert web.build_missing([("mini", style)], web.cache_dir(), SIZE,
+                             report=messages.append) == builds
+    assert messages == []
+    net.set_weights([w + 0.01 for w in net.get_weights()])  # retrained
+    save_transformer(net, style)
+    retrained = web.build_missing([("mini", style)], web.cache_dir(), SIZE,
+                                  report=messages.append)
+    assert len(messages) == 2 and os.path.isfile(retrained[url]) and retrained[url] != path
+
+
+def test_missing_runtime_is_one_line(tmp_path):
+    with pytest.raises(cli.CommandError, match=r"run `npm ci` in .* once"):
+        web.require_runtime(str(tmp_path))
+
+
+@pytest.mark.skipif(not RUNTIME_INSTALLED, reason="LiteRT.js is not installed (npm ci in web/)")
+def test_command_builds_into_the_cache_and_serves(mini_style, tmp_path):
+    with serving([f"--saved_dir={tmp_path / 'styles'}", "--styles=mini"]) as (_, count):
+        assert count == 1
+    [build] = (tmp_path / "xdg" / "perceptual_style" / "tflite").glob("mini-*/*.tflite")
+    assert build.name == "mini_512x512_float16.tflite"
+
+
+@pytest.mark.skipif(not RUNTIME_INSTALLED, reason="LiteRT.js is not installed (npm ci in web/)")
+def test_command_errors_are_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "resizable.tflite").write_bytes(b"not a flatbuffer")
+    for args, message in [
+            ([f"--tflite_dir={tmp_path / 'empty'}"], "web: error: no fixed-shape .tflite builds"),
+            ([f"--tflite_dir={tmp_path / 'none'}"], "web: error: --tflite_dir: no folder"),
+            ([f"--saved_dir={tmp_path}", "--styles=nosuch"],
+             "web: error: no trained style 'nosuch'"),
+            (["--port=70000"], "web: error: flag --port=70000")]:
+        result = run_cli(["perceptual_style.web", *args])
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+        assert "Traceback" not in result.stderr

@@ -1,0 +1,328 @@
+// Stylizes a photo in this page with a style's .tflite build, run by LiteRT.js on the CPU
+// (WebAssembly): the photo is never sent anywhere. Served by `python -m perceptual_style.web`.
+import {loadAndCompile, loadLiteRt, supportsFeature, Tensor} from '@litertjs/core';
+
+const MAX_SIDE = 2048;  // photos with a longer side are scaled down to it
+const RUNTIME = '/node_modules/@litertjs/core/wasm/';
+// A module of one SIMD instruction (wasm-feature-detect's probe): LiteRT.js's WebAssembly
+// (XNNPACK) needs SIMD, so a browser without it gets a message instead of a failed load.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2,
+  1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
+
+const $ = (id) => document.getElementById(id);
+const state = {builds: [], threads: 1, photo: null, photoName: '', model: null, modelName: '',
+  result: null};
+// Loading a style and stylizing run one at a time, in `queue`; a request made while one runs
+// supersedes those that have not started, and makes the running one stop at its next step.
+let wanted = 0;
+let queue = Promise.resolve();
+let photoRequest = 0;
+
+function status(text, kind = 'info') {
+  $('status').textContent = text;
+  $('status').dataset.kind = kind;
+}
+
+// fraction in [0, 1], NaN: under way, null: hidden.
+function progress(fraction) {
+  const bar = $('progress');
+  bar.hidden = fraction === null;
+  if (Number.isNaN(fraction)) bar.removeAttribute('value');
+  else if (fraction !== null) bar.value = fraction;
+}
+
+function fail(message) {
+  progress(null);
+  status(message, 'error');
+}
+
+function schedule() {
+  const ticket = ++wanted;
+  queue = queue.then(() => (ticket === wanted ? update(ticket) : undefined))
+      .catch((e) => fail(e.message));
+}
+
+const stale = (ticket) => ticket !== wanted;
+
+async function update(ticket) {
+  const build = state.builds[$('style').value];
+  if (state.modelName !== build.name) {
+    state.model?.delete();
+    state.model = null;
+    state.modelName = '';
+    const started = performance.now();
+    const bytes = await download(build);
+    if (stale(ticket)) return;
+    status(`Preparing ${build.name}…`, 'busy');
+    progress(NaN);
+    await new Promise((resolve) => setTimeout(resolve));  // shows the message first
+    state.model = await loadAndCompile(bytes, {accelerator: 'wasm'});
+    state.modelName = build.name;
+    performance.measure('model', {start: started});
+  }
+  if (!state.photo) {
+    progress(null);
+    status(`${build.name} is ready: choose a photo.`, 'done');
+    return;
+  }
+  const {photo, photoName} = state;
+  if (state.result?.photo === photo && state.result.modelName === build.name) return;
+  const started = performance.now();
+  const stylized = await stylize(photo, state.model, ticket, build.name);
+  if (!stylized) return;
+  const {duration} = performance.measure('stylize', {start: started});
+  if (!performance.getEntriesByName('first-image').length) performance.mark('first-image');
+  state.result = {photo, photoName, modelName: build.name, pixels: stylized.pixels};
+  compose();
+  progress(null);
+  status(`Stylized ${photoName} with ${build.name} in ${(duration / 1000).toFixed(2)} s ` +
+      `(${stylized.tiles} tile${stylized.tiles > 1 ? 's' : ''} of ${stylized.tile}, ` +
+      `WebAssembly, ${state.threads} thread${state.threads > 1 ? 's' : ''}).`, 'done');
+}
+
+async function download(build) {
+  const response = await fetch(build.url);
+  if (!response.ok) throw new Error(`Could not load ${build.name}: HTTP ${response.status}.`);
+  const reader = response.body.getReader();
+  const chunks = [];
+  let received = 0;
+  for (;;) {
+    const {done, value} = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.length;
+    progress(received / build.bytes);
+    status(`Loading ${build.name}: ${(received / 1e6).toFixed(1)} of ` +
+        `${(build.bytes / 1e6).toFixed(1)} MB`, 'busy');
+  }
+  const bytes = new Uint8Array(received);
+  chunks.reduce((offset, chunk) => (bytes.set(chunk, offset), offset + chunk.length), 0);
+  return bytes;
+}
+
+// Reflects index i into [0, length) without repeating the edge (NumPy's 'reflect').
+function mirror(i, length) {
+  if (length === 1) return 0;
+  const period = 2 * length - 2;
+  i %= period;
+  return i < length ? i : period - i;
+}
+
+// Where tiles of `tile` pixels start along a side of `length`: one (reflection-padded) when
+// it fits, else evenly spread so that neighbours overlap by at least `fade`.
+function tileStarts(length, tile, fade) {
+  if (length <= tile) return [0];
+  const count = Math.ceil((length - fade) / (tile - fade));
+  return Array.from({length: count}, (_, i) => Math.round(i * (length - tile) / (count - 1)));
+}
+
+// A tile's weights along one side: 1, fading over `fade` pixels at edges that meet another
+// tile, so that neighbours cross-fade (each tile's instance normalization sees only the tile,
+// so neighbours' tones differ a little).
+function fadeWeights(start, tile, length, fade) {
+  const weights = new Float32Array(tile);
+  for (let i = 0; i < tile; i++) {
+    let w = 1;
+    if (start > 0) w = Math.min(w, (i + 0.5) / fade);
+    if (start + tile < length) w = Math.min(w, (tile - i - 0.5) / fade);
+    weights[i] = w;
+  }
+  return weights;
+}
+
+// The stylized photo, float RGB in [0, 255], run tile by tile at the build's input size.
+async function stylize(photo, model, ticket, name) {
+  const [details] = model.getInputDetails();
+  const [, tileHeight, tileWidth] = details.shape;
+  const {width, height, data} = photo;
+  const fade = Math.max(1, Math.round(Math.min(tileHeight, tileWidth) / 8));
+  const ys = tileStarts(height, tileHeight, fade);
+  const xs = tileStarts(width, tileWidth, fade);
+  const sum = new Float32Array(width * height * 3);
+  const weight = new Float32Array(width * height);
+  const input = new (details.dtype === 'uint8' ? Uint8Array : Float32Array)(
+      tileHeight * tileWidth * 3);
+  const tiles = ys.length * xs.length;
+  let done = 0;
+  for (const y0 of ys) {
+    const wy = fadeWeights(y0, tileHeight, height, fade);
+    for (const x0 of xs) {
+      status(`Stylizing ${state.photoName} with ${name}` +
+          (tiles > 1 ? `: tile ${done + 1} of ${tiles}` : '…'), 'busy');
+      progress(tiles > 1 ? done / tiles : NaN);
+      await new Promise((resolve) => setTimeout(resolve));  // lets the page show it
+      if (stale(ticket)) return null;
+      for (let y = 0; y < tileHeight; y++) {
+        const row = mirror(y0 + y, height) * width;
+        for (let x = 0; x < tileWidth; x++) {
+          const s = (row + mirror(x0 + x, width)) * 4;
+          const d = (y * tileWidth + x) * 3;
+          input[d] = data[s];
+          input[d + 1] = data[s + 1];
+          input[d + 2] = data[s + 2];
+        }
+      }
+      const tensor = new Tensor(input, [1, tileHeight, tileWidth, 3]);
+      let outputs;
+      try {
+        outputs = await model.run(tensor);
+      } finally {
+        tensor.delete();
+      }
+      const output = outputs[0].toTypedArray();
+      outputs.forEach((t) => t.delete());
+      const wx = fadeWeights(x0, tileWidth, width, fade);
+      for (let y = 0; y < Math.min(tileHeight, height - y0); y++) {
+        for (let x = 0; x < Math.min(tileWidth, width - x0); x++) {
+          const w = wy[y] * wx[x];
+          const p = (y0 + y) * width + x0 + x;
+          const o = (y * tileWidth + x) * 3;
+          weight[p] += w;
+          sum[3 * p] += w * output[o];
+          sum[3 * p + 1] += w * output[o + 1];
+          sum[3 * p + 2] += w * output[o + 2];
+        }
+      }
+      done++;
+    }
+  }
+  for (let p = 0; p < weight.length; p++) {
+    for (let c = 0; c < 3; c++) sum[3 * p + c] /= weight[p];
+  }
+  return {pixels: sum, tiles, tile: `${tileWidth}x${tileHeight}`};
+}
+
+// The result at the chosen strength: a pixel blend of the stylized image and the photo
+// (as the Python --strength), rounded to bytes.
+function compose() {
+  const {photo, pixels} = state.result;
+  const strength = $('strength').value / 100;
+  const image = new ImageData(photo.width, photo.height);
+  for (let p = 0, q = 0; p < image.data.length; p += 4, q += 3) {
+    for (let c = 0; c < 3; c++) {
+      image.data[p + c] = strength * pixels[q + c] + (1 - strength) * photo.data[p + c];
+    }
+    image.data[p + 3] = 255;
+  }
+  const canvas = $('result');
+  canvas.width = photo.width;
+  canvas.height = photo.height;
+  canvas.getContext('2d').putImageData(image, 0, 0);
+  $('download').disabled = false;
+}
+
+async function openPhoto(blob, name) {
+  const request = ++photoRequest;
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(await blob, {imageOrientation: 'from-image'});
+  } catch {
+    if (request === photoRequest) {
+      fail(`Could not read ${name}: the file is damaged or not an image this browser can open.`);
+    }
+    return;
+  }
+  if (request !== photoRequest) return;
+  const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
+  const width = Math.max(1, Math.round(bitmap.width * scale));
+  const height = Math.max(1, Math.round(bitmap.height * scale));
+  const canvas = $('photo');
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext('2d', {willReadFrequently: true});
+  context.fillStyle = '#fff';  // transparent parts show as on white, as in the Python stylize
+  context.fillRect(0, 0, width, height);
+  context.imageSmoothingQuality = 'high';
+  context.drawImage(bitmap, 0, 0, width, height);
+  $('note').textContent = scale < 1 ?
+    `${name} is ${bitmap.width}x${bitmap.height}: scaled down to ${width}x${height} ` +
+      `(this page stylizes up to ${MAX_SIDE} pixels on the longer side).` :
+    `${name}: ${width}x${height}`;
+  bitmap.close();
+  state.photo = context.getImageData(0, 0, width, height);
+  state.photoName = name;
+  state.result = null;
+  $('result').width = $('result').height = 0;
+  $('download').disabled = true;
+  schedule();
+}
+
+function saveResult() {
+  const {photoName, modelName} = state.result;
+  $('result').toBlob((blob) => {
+    const link = document.createElement('a');
+    link.href = URL.createObjectURL(blob);
+    link.download = `${photoName.replace(/\.[^.]*$/, '')}_${modelName}.png`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  }, 'image/png');
+}
+
+function wire(sample) {
+  $('file').addEventListener('change', () => {
+    const [file] = $('file').files;
+    if (file) openPhoto(file, file.name);
+  });
+  if (sample) {
+    $('sample').hidden = false;
+    $('sample').addEventListener('click', () => openPhoto(
+        fetch(sample).then((response) => response.blob()), sample.split('/').pop()));
+  }
+  // A photo dropped anywhere on the page (not only on the box that says so).
+  addEventListener('dragover', (event) => {
+    event.preventDefault();
+    $('drop').classList.add('over');
+  });
+  addEventListener('dragleave', (event) => {
+    if (!event.relatedTarget) $('drop').classList.remove('over');
+  });
+  addEventListener('drop', (event) => {
+    event.preventDefault();
+    $('drop').classList.remove('over');
+    const [file] = event.dataTransfer.files;
+    if (file) openPhoto(file, file.name);
+    else fail('Drop an image file (JPEG, PNG, WebP, ...).');
+  });
+  $('style').addEventListener('change', schedule);
+  $('strength').addEventListener('input', () => {
+    $('strength-value').textContent = `${$('strength').value}%`;
+    if (state.result) compose();
+  });
+  $('download').addEventListener('click', saveResult);
+}
+
+async function start() {
+  if (typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE)) {
+    fail('This browser cannot run the styles: they need WebAssembly with SIMD ' +
+        '(Chrome or Edge 91+, Firefox 89+, Safari 16.4+).');
+    return;
+  }
+  const response = await fetch('/catalog.json');
+  if (!response.ok) throw new Error(`the server answered ${response.status}`);
+  const catalog = await response.json();
+  state.builds = catalog.builds;
+  const wantedStyle = new URLSearchParams(location.search).get('style');
+  const select = $('style');
+  catalog.builds.forEach((build, i) => select.add(new Option(
+      `${build.name} (${(build.bytes / 1e6).toFixed(1)} MB)`, i, false,
+      build.name === wantedStyle || build.name.startsWith(`${wantedStyle}_`))));
+  select.disabled = false;
+  wire(catalog.sample);
+  queue = loadRuntime();  // what is scheduled waits for it
+  schedule();
+}
+
+async function loadRuntime() {
+  status('Loading the LiteRT.js runtime…', 'busy');
+  progress(NaN);
+  // Threads need cross-origin isolation (the server's headers) and relaxed SIMD.
+  const threads = self.crossOriginIsolated && await supportsFeature('relaxedSimd') &&
+      await supportsFeature('threads');
+  await loadLiteRt(RUNTIME, {threads}).catch((e) => {
+    throw new Error(`Could not load the LiteRT.js runtime: ${e.message}`);
+  });
+  state.threads = threads ? navigator.hardwareConcurrency : 1;
+  performance.measure('runtime', {start: 0});
+}
+
+start().catch((e) => fail(`Could not start: ${e.message}`));
