@@ -90,21 +90,23 @@ def test_fit_lowers_the_loss_and_trains_only_the_transformer(vgg_weights, photo_
 
 
 def test_saturation_loss_pulls_a_pinned_output_back_into_range(vgg_weights, photo_dir):
-    """A net whose output is pinned at white (logits ~ +8, where the tanh is flat) stays
-    pinned under the image losses alone; the saturation term brings it back."""
-    data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=40)
+    """A net whose output is pinned at white (logits of 8, where the tanh is flat) stays
+    pinned under the image losses alone; the saturation term brings it back into range,
+    neither white nor swung over to black."""
+    data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=60)
     results = {}
-    for weight in (0.0, 10.0):
+    for weight in (0.0, 1e4):
         trainer = make_trainer(vgg_weights, saturation_weight=weight)
-        trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
         conv = trainer.transformer.out.conv
         conv.kernel.assign(keras.ops.zeros(conv.kernel.shape))
         conv.bias.assign(keras.ops.full(conv.bias.shape, 8.0))
         trainer.fit(data, epochs=1, verbose=0)
-        stylized = keras.ops.convert_to_numpy(trainer.transformer(data[0][0]))
-        results[weight] = float(np.mean(np.round(stylized) >= 255))
-    assert results[0.0] > 0.99, results
-    assert results[10.0] < 0.01, results
+        stylized = np.round(keras.ops.convert_to_numpy(trainer.transformer(data[0][0])))
+        results[weight] = (float(np.mean(stylized >= 255)),
+                           float(np.mean((stylized > 5) & (stylized < 250))))
+    assert results[0.0][0] > 0.99, results
+    white, in_range = results[1e4]
+    assert white < 0.01 and in_range > 0.85, results  # measured 0.93-0.96 in range
 
 
 def test_checkpoint_round_trip_restores_weights_optimizer_and_step(vgg_weights, photo_dir, tmp_path):
