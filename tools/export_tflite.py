@@ -175,7 +175,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs INFO lines per build
     try:
         if FLAGS.padding not in (None, *PADDINGS):
-            raise cli.CommandError(f"unknown padding {FLAGS.padding!r}: one of {', '.join(PADDINGS)}")
+            raise cli.CommandError(f"unknown padding {FLAGS.padding!r}: one of "
+                                   f"{', '.join(PADDINGS)}")
         unknown = sorted(set(FLAGS.quantizations) - set(tflite.QUANTIZATIONS))
         if unknown:
             raise cli.CommandError(f"unknown quantization {', '.join(unknown)}: give some of "
