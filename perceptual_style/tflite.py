@@ -25,6 +25,7 @@ TensorFlow and Keras are imported where they are used, so that `export_tflite.py
 which shows the constants below, loads neither.
 """
 
+import collections
 import math
 import statistics
 import time
@@ -47,6 +48,23 @@ PSNR_FLOORS = {"float32": 60.0, "float16": 40.0, "dynamic_int8": 30.0, "int8": 1
                "uint8": 18.0}
 _OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
              if not name.startswith("_")}
+# The builtin ops LiteRT's GPU delegate takes, from the cases of CheckGpuDelegateCompatibility
+# in tensorflow/lite/tools/versioning/gpu_compatibility.cc (TensorFlow, 2025), which holds the
+# delegate's own rules. Only names are compared: an op listed here can still be refused for
+# its parameters (MIRROR_PAD only in REFLECT mode, PAD and MIRROR_PAD only with constant
+# amounts, MEAN only over constant axes). Not LiteRT's analyzer: in TensorFlow 2.21 and LiteRT
+# 2.3.0, `Analyzer.analyze(gpu_compatibility=True)` calls every model compatible, ARG_MAX and
+# TOPK_V2 included, which that file rejects.
+GPU_DELEGATE_OPS = frozenset("""
+    ABS ADD ADD_N ATAN2 AVERAGE_POOL_2D BATCH_MATMUL CAST CEIL CONCATENATION CONV_2D COS
+    CUMSUM DENSIFY DEPTH_TO_SPACE DEPTHWISE_CONV_2D DEQUANTIZE DIV DYNAMIC_UPDATE_SLICE ELU
+    EMBEDDING_LOOKUP EQUAL EXP FLOOR FLOOR_DIV FLOOR_MOD FULLY_CONNECTED GATHER GELU GREATER
+    GREATER_EQUAL HARD_SWISH LEAKY_RELU LESS LESS_EQUAL LOG LOGICAL_AND LOGISTIC LSTM
+    MAX_POOL_2D MAXIMUM MEAN MINIMUM MIRROR_PAD MUL NEG NOT_EQUAL ONE_HOT PACK PAD PADV2 POW
+    PRELU QUANTIZE REDUCE_MAX REDUCE_MIN REDUCE_PROD RELU RELU6 RELU_N1_TO_1 RESHAPE
+    RESIZE_BILINEAR RESIZE_NEAREST_NEIGHBOR RSQRT SELECT SELECT_V2 SIGN SIN SLICE SOFTMAX
+    SPACE_TO_DEPTH SPLIT SPLIT_V SQRT SQUARE SQUARED_DIFFERENCE STABLEHLO_CLAMP STRIDED_SLICE
+    SUB SUM TANH TILE TRANSPOSE TRANSPOSE_CONV""".split())
 
 
 def size_label(shape):
@@ -121,17 +139,36 @@ def convert(saved_model_dir, quantization, representative_images=None):
     return model
 
 
-def op_names(model):
-    """Names of the ops a flatbuffer uses: builtin names, or the custom code (Flex ops are
-    custom ops named `Flex<TensorFlow op>`)."""
+def op_counts(model):
+    """{op name: how many times a flatbuffer runs it}; names are builtin names, or the
+    custom code (Flex ops are custom ops named `Flex<TensorFlow op>`)."""
     parsed = schema.Model.GetRootAs(model, 0)
-    names = set()
+    names = []
     for i in range(parsed.OperatorCodesLength()):
         code = parsed.OperatorCodes(i)
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        names.add(code.CustomCode().decode() if builtin == schema.BuiltinOperator.CUSTOM
-                  else _OP_NAMES[builtin])
-    return sorted(names)
+        names.append(code.CustomCode().decode() if builtin == schema.BuiltinOperator.CUSTOM
+                     else _OP_NAMES[builtin])
+    return collections.Counter(
+        names[parsed.Subgraphs(g).Operators(j).OpcodeIndex()]
+        for g in range(parsed.SubgraphsLength())
+        for j in range(parsed.Subgraphs(g).OperatorsLength()))
+
+
+def op_names(model):
+    """Sorted names of the ops a flatbuffer uses (see `op_counts`)."""
+    return sorted(op_counts(model))
+
+
+def gpu_delegate_report(model):
+    """One line: whether every op of the build is one LiteRT's GPU delegate takes (by name,
+    see GPU_DELEGATE_OPS); ops it does not take fall back to the CPU."""
+    counts = op_counts(model)
+    unsupported = {name: n for name, n in counts.items() if name not in GPU_DELEGATE_OPS}
+    if not unsupported:
+        return f"GPU delegate: all {sum(counts.values())} ops supported"
+    return "GPU delegate: unsupported: " + ", ".join(
+        f"{name} (x{n})" for name, n in sorted(unsupported.items()))
 
 
 def check_builtin_only(model):

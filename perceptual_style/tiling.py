@@ -18,6 +18,7 @@ Backend-neutral. Keras is imported where it is used, so that `stylize --help`, w
 the defaults below, loads no backend.
 """
 
+import functools
 import gc
 
 import numpy as np
@@ -141,7 +142,9 @@ def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,
     tiled, with `statistics` "exact" or "scaled" (from a copy whose longer side is
     `statistics_side`, default one window). `progress(done, total)` follows the work.
     """
-    from perceptual_style.transformer_net import MIN_SIDE, statistics_hook
+    from keras import ops
+
+    from perceptual_style.transformer_net import statistics_hook
 
     if tile_size % 4 or margin % 4 or tile_size < 2 * blend or margin < blend:
         raise ValueError("tile_size and margin must be multiples of 4, with tile_size >= "
@@ -151,12 +154,11 @@ def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,
     if window_fits(image.shape, tile_size, margin):
         return _run(net, image)
     height, width = image.shape[:2]
-    # Pad as the network itself would for an untiled pass: a side under MIN_SIDE repeats
-    # its edge up to it, then every side is reflection-padded to a multiple of 4.
-    padded = np.pad(image, ((0, max(MIN_SIDE - height, 0)), (0, max(MIN_SIDE - width, 0)),
-                            (0, 0)), mode="edge")
-    padded = np.pad(padded, ((0, -padded.shape[0] % 4), (0, -padded.shape[1] % 4), (0, 0)),
-                    mode="reflect")
+    # Padded as the network itself pads an untiled pass (in its padding mode), so that
+    # every window's sides are multiples of 4 and the border tiles see the same pixels. (A
+    # network of several styles comes bound to its style weights, as cli.py binds it.)
+    model = net.func if isinstance(net, functools.partial) else net
+    padded = ops.convert_to_numpy(model.pad_input(np.asarray(image)[None]))[0]
     padded_height, padded_width = padded.shape[:2]
     tiles = [(y, x) for y in range(0, height, tile_size) for x in range(0, width, tile_size)]
     if statistics == "exact":

@@ -6,10 +6,13 @@ al. 2016) follows every convolution but the last; every convolution reflection-p
 input so borders carry no zero-padding artifacts. Pure Keras 3, so it runs on the
 TensorFlow and JAX backends alike. Input and output are RGB in [0, 255].
 
+`padding="replicate"` (repeat the edge pixel) or `"zero"` pads the same amounts another way,
+for runtimes without TensorFlow Lite's MIRROR_PAD: the weights are the same in every mode,
+so a trained reflect network's weights load into either.
+
 `arch="mobile"` is a smaller network for phones: channels scaled by `width_multiplier`,
 fewer residual blocks, depthwise separable 3x3 convolutions (Howard et al. 2017,
-MobileNets) and zero padding, because TensorFlow Lite's GPU delegate has no MirrorPad
-(reflection padding).
+MobileNets) and zero "same" padding only.
 
 `num_styles=N` makes one network of N styles (Dumoulin, Shlens and Kudlur 2017, "A Learned
 Representation for Artistic Style"): every convolution is shared, and each style owns only
@@ -28,6 +31,7 @@ PACKAGE = "perceptual_style"
 INPUT_SHAPE = (None, None, None, 3)
 UPSAMPLING_MODES = ("nearest", "transpose")
 ARCHITECTURES = ("full", "mobile")
+PADDINGS = ("reflect", "replicate", "zero")
 MIN_SIDE = 5  # the smallest side the full network's reflection padding takes
 # Bounds far beyond any network here (the paper has 5 blocks at 1.0), so that a crafted
 # config cannot ask for a network that takes minutes and gigabytes to build.
@@ -121,20 +125,41 @@ class InstanceNormalization(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon, "num_styles": self.num_styles}
 
 
-@keras.saving.register_keras_serializable(PACKAGE)
-class ReflectionPadding2D(keras.layers.Layer):
-    """Pads height and width by mirroring the image at its border."""
+def pad(x, rows, cols, mode):
+    """`x` (batch, height, width, channels) with `rows` (top, bottom) and `cols` (left, right)
+    pixels added in `mode`, one of PADDINGS: the one place that picks the padding op.
+    "replicate" is built from ops that TensorFlow Lite's GPU delegate runs: static amounts
+    become slices and one concatenation per axis, amounts known only at run time (the
+    resizable build's pad to a multiple of 4) a gather of clipped indices."""
+    if all(isinstance(a, int) and a == 0 for a in (*rows, *cols)):
+        return x
+    if mode != "replicate":
+        return ops.pad(x, ((0, 0), rows, cols, (0, 0)),
+                       mode="reflect" if mode == "reflect" else "constant")
+    for axis, (before, after) in ((1, rows), (2, cols)):
+        if isinstance(before, int) and isinstance(after, int):
+            first, last = (x[:, :1], x[:, -1:]) if axis == 1 else (x[:, :, :1], x[:, :, -1:])
+            x = ops.concatenate([first] * before + [x] + [last] * after, axis=axis)
+        else:
+            size = ops.shape(x)[axis]
+            x = ops.take(x, ops.clip(ops.arange(-before, size + after), 0, size - 1), axis=axis)
+    return x
 
-    def __init__(self, padding=1, **kwargs):
+
+@keras.saving.register_keras_serializable(PACKAGE)
+class Padding2D(keras.layers.Layer):
+    """Pads height and width by `padding` pixels on every side, in `mode` (see `pad`)."""
+
+    def __init__(self, padding=1, mode="reflect", **kwargs):
         super().__init__(**kwargs)
-        self.padding = padding
+        self.padding, self.mode = padding, mode
 
     def call(self, x):
         p = self.padding
-        return ops.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+        return pad(x, (p, p), (p, p), self.mode)
 
     def get_config(self):
-        return {**super().get_config(), "padding": self.padding}
+        return {**super().get_config(), "padding": self.padding, "mode": self.mode}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -152,15 +177,17 @@ class NearestUpsampling2D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(PACKAGE)
 class ConvLayer(keras.layers.Layer):
-    """Reflection padding, convolution, then (optionally) instance norm and ReLU."""
+    """Padding (reflection by default), convolution, then (optionally) instance norm and
+    ReLU."""
 
     def __init__(self, filters, kernel_size, strides=1, normalize=True, relu=True,
-                 num_styles=1, **kwargs):
+                 num_styles=1, padding="reflect", **kwargs):
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
         self.normalize, self.relu, self.num_styles = normalize, relu, num_styles
+        self.padding = padding
         policy = {"dtype": self.dtype_policy}  # its parts compute as it does
-        self.pad = ReflectionPadding2D(kernel_size // 2, **policy)
+        self.pad = Padding2D(kernel_size // 2, padding, **policy)
         self.conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid",
                                         **policy)
         self.norm = InstanceNormalization(num_styles=num_styles, **policy) if normalize else None
@@ -180,18 +207,19 @@ class ConvLayer(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
-                "normalize": self.normalize, "relu": self.relu, "num_styles": self.num_styles}
+                "normalize": self.normalize, "relu": self.relu, "num_styles": self.num_styles,
+                "padding": self.padding}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
 class ResidualBlock(keras.layers.Layer):
     """Two 3x3 convolutions with an identity shortcut (He et al. 2016)."""
 
-    def __init__(self, filters=128, num_styles=1, **kwargs):
+    def __init__(self, filters=128, num_styles=1, padding="reflect", **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.num_styles = filters, num_styles
-        self.conv1 = ConvLayer(filters, 3, num_styles=num_styles)
-        self.conv2 = ConvLayer(filters, 3, relu=False, num_styles=num_styles)
+        self.filters, self.num_styles, self.padding = filters, num_styles, padding
+        self.conv1 = ConvLayer(filters, 3, num_styles=num_styles, padding=padding)
+        self.conv2 = ConvLayer(filters, 3, relu=False, num_styles=num_styles, padding=padding)
 
     def build(self, input_shape):
         self.conv1.build(input_shape)
@@ -202,7 +230,8 @@ class ResidualBlock(keras.layers.Layer):
         return x + _styled(self.conv2, y, style_weights)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "num_styles": self.num_styles}
+        return {**super().get_config(), "filters": self.filters, "num_styles": self.num_styles,
+                "padding": self.padding}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -214,14 +243,14 @@ class UpsampleConvLayer(keras.layers.Layer):
     `transpose`: the paper's fractionally-strided convolution.
     """
 
-    def __init__(self, filters, mode="nearest", num_styles=1, **kwargs):
+    def __init__(self, filters, mode="nearest", num_styles=1, padding="reflect", **kwargs):
         super().__init__(**kwargs)
         if mode not in UPSAMPLING_MODES:
             raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {mode!r}")
-        self.filters, self.mode, self.num_styles = filters, mode, num_styles
+        self.filters, self.mode, self.num_styles, self.padding = filters, mode, num_styles, padding
         if mode == "nearest":
             self.upsample = NearestUpsampling2D()
-            self.conv = ConvLayer(filters, 3, num_styles=num_styles)
+            self.conv = ConvLayer(filters, 3, num_styles=num_styles, padding=padding)
         else:
             self.upsample = None
             self.conv = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same")
@@ -239,7 +268,7 @@ class UpsampleConvLayer(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "mode": self.mode,
-                "num_styles": self.num_styles}
+                "num_styles": self.num_styles, "padding": self.padding}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -294,32 +323,27 @@ class MobileResidualBlock(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "num_styles": self.num_styles}
 
 
-def _edge_pad(x, axis, size):
-    """`x` with its last row (axis 1) or column (axis 2) repeated up to MIN_SIDE pixels.
-    Reflection padding needs more pixels than it pads (4 for the 9x9 convolutions), so
-    smaller images are grown first and cropped back. Nothing is added for a static size
-    that needs none; an unknown size gets the (identity, for large images) gather."""
-    if isinstance(size, int) and size >= MIN_SIDE:
-        return x
-    target = max(size, MIN_SIDE) if isinstance(size, int) else ops.maximum(size, MIN_SIDE)
-    return ops.take(x, ops.minimum(ops.arange(target), size - 1), axis=axis)
-
-
 @keras.saving.register_keras_serializable(PACKAGE)
 class TransformerNet(keras.Model):
     """Feed-forward style network: any image size in, the same size out.
 
-    Height and width are reflection-padded up to a multiple of 4 (the two stride-2
-    stages) and the result cropped back, so odd sizes come out exactly as they went in;
-    sides under MIN_SIDE pixels are first grown by repeating their edge. With `num_styles`
-    N > 1 every instance normalization is conditional, and a call takes `style_weights`.
+    Height and width are padded up to a multiple of 4 (the two stride-2 stages) and the
+    result cropped back, so odd sizes come out exactly as they went in (see `pad_input`).
+    `padding`, one of PADDINGS, is how every convolution pads: by default "reflect" for the
+    full network (as every saved network before the key existed) and "zero" for the mobile
+    network, which has no other. With `num_styles` N > 1 every instance normalization is
+    conditional, and a call takes `style_weights`.
     """
 
     def __init__(self, upsampling="nearest", num_residual_blocks=5, arch="full",
-                 width_multiplier=1.0, num_styles=1, **kwargs):
+                 width_multiplier=1.0, num_styles=1, padding=None, **kwargs):
         super().__init__(**kwargs)
         if arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, got {arch!r}")
+        padding = padding or ("reflect" if arch == "full" else "zero")
+        if padding not in (PADDINGS if arch == "full" else ("zero",)):
+            raise ValueError(f"padding must be one of {PADDINGS} (the mobile network: zero), "
+                             f"got {padding!r}")
         blocks_ok = isinstance(num_residual_blocks, int) and not isinstance(num_residual_blocks, bool)
         if not (blocks_ok and 0 <= num_residual_blocks <= MAX_RESIDUAL_BLOCKS):
             raise ValueError(f"num_residual_blocks must be an integer from 0 to "
@@ -334,15 +358,18 @@ class TransformerNet(keras.Model):
                              f"got {num_styles!r}")
         self.upsampling, self.num_residual_blocks = upsampling, num_residual_blocks
         self.arch, self.width_multiplier, self.num_styles = arch, width_multiplier, num_styles
+        self.padding = padding
         c1, c2, c3 = (max(4, round(c * width_multiplier)) for c in (32, 64, 128))
         styles = {"num_styles": num_styles}
         if arch == "full":
+            styles["padding"] = padding
             self.down = [ConvLayer(c1, 9, **styles), ConvLayer(c2, 3, strides=2, **styles),
                          ConvLayer(c3, 3, strides=2, **styles)]
             self.residuals = [ResidualBlock(c3, **styles) for _ in range(num_residual_blocks)]
             self.up = [UpsampleConvLayer(c2, upsampling, **styles),
                        UpsampleConvLayer(c1, upsampling, **styles)]
-            self.out = ConvLayer(3, 9, normalize=False, relu=False, dtype="float32")
+            self.out = ConvLayer(3, 9, normalize=False, relu=False, padding=padding,
+                                 dtype="float32")
         else:
             # A full 9x9 convolution on the 3 input channels is cheap and sees wide; the
             # output convolution is 3x3, where a 9x9 would cost as much as the rest.
@@ -369,20 +396,10 @@ class TransformerNet(keras.Model):
         `style_weights`, for a network of N styles only: (N,) for the whole batch or
         (batch, N), weighting the styles' normalization parameters."""
         height, width = ops.shape(images)[1], ops.shape(images)[2]
-        x = images
-        if self.arch == "full":
-            x = _edge_pad(_edge_pad(x, 1, height), 2, width)
-        grown_h, grown_w = ops.shape(x)[1], ops.shape(x)[2]
-        pad_h, pad_w = (-grown_h) % 4, (-grown_w) % 4
+        x = self.pad_input(images)
         # With a static shape that needs none, padding and cropping stay out of the graph
         # (a TensorFlow Lite build then has no pad op at all).
-        unpadded = x is images and all(isinstance(p, int) and p == 0 for p in (pad_h, pad_w))
-        if not unpadded:
-            x = ops.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)),
-                        mode="reflect" if self.arch == "full" else "constant")
-            # Restates the channel count, which TensorFlow loses through a pad by amounts
-            # it cannot infer; without it the first convolution is no TFLite builtin.
-            x = ops.reshape(x, (-1, grown_h + pad_h, grown_w + pad_w, images.shape[-1]))
+        unpadded = x is images
         x = x / 127.5 - 1.0  # small activations keep float16 builds in range
         for layer in self.down + self.residuals + self.up:
             # The mobile stem's Keras Conv2D and ReLU hold no per-style parameters.
@@ -396,7 +413,37 @@ class TransformerNet(keras.Model):
         stylized = 127.5 * (ops.tanh(logits) + 1.0)
         return (stylized, logits) if return_logits else stylized
 
+    def pad_input(self, images):
+        """`images` (any dtype) padded as the network pads them before its first layer, for
+        it and for tiling.py: with reflection, sides under MIN_SIDE are first grown by
+        repeating their edge (reflection needs more pixels than the 9x9 convolutions pad);
+        then bottom and right are padded to a multiple of 4 in the network's padding. The
+        same tensor when a static shape needs nothing."""
+        x = images
+        if self.padding == "reflect":
+            grow = [max(MIN_SIDE - s, 0) if isinstance(s, int) else ops.maximum(MIN_SIDE - s, 0)
+                    for s in ops.shape(x)[1:3]]
+            x = pad(x, (0, grow[0]), (0, grow[1]), "replicate")
+        height, width = ops.shape(x)[1], ops.shape(x)[2]
+        pad_h, pad_w = (-height) % 4, (-width) % 4
+        x = pad(x, (0, pad_h), (0, pad_w), self.padding)
+        if x is images:
+            return x
+        # Restates the channel count, which TensorFlow loses through a pad by amounts it
+        # cannot infer; without it the first convolution is no TFLite builtin.
+        return ops.reshape(x, (-1, height + pad_h, width + pad_w, images.shape[-1]))
+
     def get_config(self):
         return {**super().get_config(), "upsampling": self.upsampling,
                 "num_residual_blocks": self.num_residual_blocks, "arch": self.arch,
-                "width_multiplier": self.width_multiplier, "num_styles": self.num_styles}
+                "width_multiplier": self.width_multiplier, "num_styles": self.num_styles,
+                "padding": self.padding}
+
+
+def with_padding(net, padding):
+    """A copy of `net` that pads in `padding` (one of PADDINGS) with the same weights:
+    padding holds none, so a trained style converts without retraining."""
+    copy = TransformerNet.from_config({**net.get_config(), "padding": padding})
+    copy.build(INPUT_SHAPE)
+    copy.set_weights(net.get_weights())
+    return copy

@@ -71,6 +71,10 @@ def test_the_torch_peer_is_the_full_network_only(torch_peer):
     mobile.build(INPUT_SHAPE)
     with pytest.raises(ValueError, match="the full network with nearest upsampling"):
         torch_peer.from_keras(mobile.get_config(), mobile.get_weights())
+    replicate = TransformerNet(num_residual_blocks=0, width_multiplier=0.25, padding="replicate")
+    replicate.build(INPUT_SHAPE)
+    with pytest.raises(ValueError, match="reflection padding, got .*padding='replicate'"):
+        torch_peer.from_keras(replicate.get_config(), replicate.get_weights())
 
 
 @pytest.mark.parametrize("upsampling", ["nearest", "transpose"])

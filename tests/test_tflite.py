@@ -16,7 +16,7 @@ pytestmark = tensorflow_only
 tf = pytest.importorskip("tensorflow")
 from perceptual_style import tflite  # noqa: E402  (needs TensorFlow)
 from perceptual_style.saved_nets import load_transformer, save_transformer  # noqa: E402
-from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet  # noqa: E402
+from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet, with_padding  # noqa: E402
 
 SIZE = (64, 64)
 
@@ -157,6 +157,33 @@ def test_mobile_network_needs_no_mirror_pad(tmp_path):
     assert tflite.psnr(tflite.Runner(model)(image), keras_output(net, image)) >= 60
 
 
+def test_gpu_delegate_report(builds):
+    """By the GPU delegate's own op rules, a fixed-shape build of the reflect network is
+    taken whole (MIRROR_PAD in REFLECT mode is on its list); the resizable build computes
+    its pad from the input's shape, with ops the delegate lacks."""
+    counts = tflite.op_counts(builds["float16"])
+    assert counts["MIRROR_PAD"] >= 8 and counts["CONV_2D"] >= 8
+    assert tflite.gpu_delegate_report(builds["float16"]) == (
+        f"GPU delegate: all {sum(counts.values())} ops supported")
+    report = tflite.gpu_delegate_report(builds["resizable"])
+    assert report.startswith("GPU delegate: unsupported: ") and "SHAPE (x" in report
+    assert "MIRROR_PAD" not in report
+
+
+def test_replicate_build_has_no_mirror_pad(style_net, tmp_path):
+    """The trained weights in replicate padding: slices and concatenations instead of
+    MIRROR_PAD, every op the GPU delegate's, at a size that needs the pad to a multiple of 4
+    too, and the build matches its Keras network."""
+    net = with_padding(style_net, "replicate")
+    tflite.write_saved_model(net, str(tmp_path / "replicate"), (62, 62))
+    model = tflite.convert(str(tmp_path / "replicate"), "float32")
+    names = tflite.op_names(model)
+    assert "MIRROR_PAD" not in names and "PAD" not in names and "CONCATENATION" in names
+    assert tflite.gpu_delegate_report(model).startswith("GPU delegate: all ")
+    image = photo(62, 62, seed=26)
+    assert tflite.psnr(tflite.Runner(model)(image), keras_output(net, image)) >= 60
+
+
 def run_tool(*args):
     return subprocess.run([sys.executable, "tools/export_tflite.py", *args], cwd=REPO,
                           env={**os.environ, "PYTHONPATH": REPO}, capture_output=True,
@@ -188,12 +215,36 @@ def test_cli_builds_verifies_and_reports(tiny_style, tmp_path, monkeypatch):
         assert row["psnr_min"] >= row["psnr_floor"] and row["latency_s"] > 0
     assert rows[2]["measured_at"] == "42x58"
     assert "| toy | 48x48 | uint8 | uint8 / uint8 |" in result.stdout
+    assert "\ntoy 48x48 float16: GPU delegate: all " in result.stdout
+    assert "\ntoy resizable float16: GPU delegate: unsupported: " in result.stdout
+    assert rows[0]["gpu_delegate"].startswith("GPU delegate: all ")
+
+
+def test_cli_builds_a_style_in_another_padding(tiny_style, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from PIL import Image
+
+    Image.fromarray(photo(60, 80, seed=0)).save(photos / "p0.png")
+    result = run_tool("--style=tiny", f"--saved_dir={tiny_style.parent}", "--padding=replicate",
+                      f"--output_dir={tmp_path / 'out'}", "--sizes=48", "--quantizations=float32",
+                      f"--eval_photos={photos}", f"--calibration_photos={photos}", "--runs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [row] = json.loads((tmp_path / "out" / "tiny_replicate" / "report.json").read_text())
+    assert row["path"].endswith("tiny_replicate_48x48_float32.tflite")
+    assert (row["padding"], row["saved_padding"]) == ("replicate", "reflect")
+    assert "MIRROR_PAD" not in row["ops"] and row["psnr_min"] >= row["psnr_floor"]
+    # Another padding changes the output (near the borders most; this untrained network at
+    # 48x48 is nearly all border): measured, not a floor.
+    assert 0 < row["psnr_vs_saved_min"] <= row["psnr_vs_saved_mean"] < 80
+    assert "against the saved reflect network: PSNR " in result.stdout
 
 
 @pytest.mark.parametrize("args,message", [
     (["--style=nope"], "export_tflite: error: no trained style 'nope'"),
     (["--style=toy", "--sizes=big"], "export_tflite: error: bad size 'big'"),
     (["--style=toy", "--quantizations=int4"], "export_tflite: error: unknown quantization int4"),
+    (["--style=toy", "--padding=edge"], "export_tflite: error: unknown padding 'edge'"),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, message):
     result = run_tool(*args, f"--saved_dir={tmp_path}", f"--output_dir={tmp_path / 'out'}")

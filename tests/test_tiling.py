@@ -3,6 +3,7 @@
 import functools
 
 import numpy as np
+import pytest
 
 from conftest import multi_style_net, photo
 from perceptual_style import color, tiling
@@ -31,6 +32,17 @@ def test_tiles_of_a_photo_under_five_pixels_high_agree_with_the_untiled_pass(net
     """Grown by its edge, then reflection-padded, as the network grows it untiled."""
     image = photo(3, 200)
     tiled = tiling.stylize_image(net, image, tile_size=64, margin=64, blend=16)
+    assert np.abs(tiled - tiling._run(net, image)).max() < 0.01
+
+
+@pytest.mark.parametrize("config", [{"padding": "replicate"}, {"padding": "zero"},
+                                    {"arch": "mobile", "width_multiplier": 0.25}])
+def test_tiles_agree_with_the_untiled_pass_in_every_padding(config):
+    """Tiles pad the photo as the network does (TransformerNet.pad_input), so tiling stays
+    exact whatever the padding, the mobile network's zeros included."""
+    net = multi_style_net(num_styles=1, num_residual_blocks=1, **config)
+    image = photo(75, 103)
+    tiled = tiling.stylize_image(net, image, tile_size=32, margin=64, blend=16)
     assert np.abs(tiled - tiling._run(net, image)).max() < 0.01
 
 

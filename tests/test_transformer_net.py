@@ -11,8 +11,8 @@ from conftest import REPO, multi_style_net, single_style_twin
 from perceptual_style.saved_nets import (load_metadata, load_style_names, load_transformer,
                                          save_transformer)
 from perceptual_style.transformer_net import (INPUT_SHAPE, InstanceNormalization,
-                                              NearestUpsampling2D, ReflectionPadding2D,
-                                              TransformerNet)
+                                              PADDINGS, NearestUpsampling2D, Padding2D,
+                                              TransformerNet, pad, with_padding)
 from weight_files import damaged_copies
 
 
@@ -70,10 +70,68 @@ def test_instance_normalization_matches_numpy():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_reflection_padding_matches_numpy():
+NUMPY_MODES = {"reflect": "reflect", "replicate": "edge", "zero": "constant"}
+
+
+@pytest.mark.parametrize("mode", PADDINGS)
+def test_padding_matches_numpy(mode):
     x = np.arange(2 * 4 * 5 * 3, dtype="float32").reshape(2, 4, 5, 3)
-    out = keras.ops.convert_to_numpy(ReflectionPadding2D(2)(x))
-    np.testing.assert_array_equal(out, np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect"))
+    out = keras.ops.convert_to_numpy(Padding2D(2, mode)(x))
+    np.testing.assert_array_equal(out, np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)),
+                                              mode=NUMPY_MODES[mode]))
+    # Uneven amounts, and amounts known only at run time (tensors: replicate's gather path).
+    expected = np.pad(x, ((0, 0), (0, 3), (1, 2), (0, 0)), mode=NUMPY_MODES[mode])
+    for amounts in [((0, 3), (1, 2)), ((0, keras.ops.convert_to_tensor(3)),
+                                       (1, keras.ops.convert_to_tensor(2)))]:
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(pad(x, *amounts, mode)), expected)
+
+
+def test_replicate_pads_a_single_pixel():
+    x = np.full((1, 1, 1, 3), 7.0, "float32")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(pad(x, (4, 4), (4, 4), "replicate")),
+                                  np.full((1, 9, 9, 3), 7.0, "float32"))
+
+
+@pytest.mark.parametrize("padding", ["replicate", "zero"])
+def test_padding_modes_keep_the_weights_and_pad_odd_sizes_their_way(padding):
+    """Same weights, other padding: the same number of parameters, output of any size (no
+    growth to MIN_SIDE), and odd sizes equal to the network on the image padded (numpy, in
+    that mode) to a multiple of 4, cropped back."""
+    keras.utils.set_random_seed(8)
+    net = TransformerNet(num_residual_blocks=1, width_multiplier=0.25)
+    net.build(INPUT_SHAPE)
+    other = with_padding(net, padding)
+    assert other.padding == padding and other.get_config()["padding"] == padding
+    for a, b in zip(net.get_weights(), other.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    rng = np.random.default_rng(9)
+    for height, width in [(1, 1), (2, 3), (13, 18)]:
+        images = rng.uniform(0, 255, (1, height, width, 3)).astype("float32")
+        out = keras.ops.convert_to_numpy(other(images))
+        assert out.shape == images.shape
+        padded = np.pad(images, ((0, 0), (0, -height % 4), (0, -width % 4), (0, 0)),
+                        mode=NUMPY_MODES[padding])
+        whole = keras.ops.convert_to_numpy(other(padded))
+        np.testing.assert_allclose(out, whole[:, :height, :width], atol=1e-3)
+    image = rng.uniform(0, 255, (1, 16, 16, 3)).astype("float32")
+    assert np.abs(keras.ops.convert_to_numpy(other(image) - net(image))).max() > 0.01
+
+
+def test_padding_config(tmp_path):
+    """Default reflect; a config saved before the key existed loads as reflect; the key round
+    trips through savedNets; the mobile network pads with zeros only; a bad value is one line."""
+    net = TransformerNet(num_residual_blocks=0, width_multiplier=0.25)
+    assert net.padding == "reflect" and net.get_config()["padding"] == "reflect"
+    old = {k: v for k, v in net.get_config().items() if k != "padding"}
+    assert TransformerNet.from_config(old).padding == "reflect"
+    net.build(INPUT_SHAPE)
+    save_transformer(with_padding(net, "replicate"), str(tmp_path / "replicate"))
+    assert load_transformer(str(tmp_path / "replicate")).padding == "replicate"
+    assert TransformerNet(arch="mobile").padding == "zero"
+    for config in [{"padding": "edge"}, {"arch": "mobile", "padding": "reflect"}]:
+        with pytest.raises(ValueError, match=r"^padding must be one of \('reflect', "
+                                             r"'replicate', 'zero'\) \(the mobile network: zero\)"):
+            TransformerNet(**config)
 
 
 def test_serialization_round_trip(tmp_path):
@@ -85,7 +143,7 @@ def test_serialization_round_trip(tmp_path):
     restored = keras.saving.load_model(path)
     assert isinstance(restored, TransformerNet) and restored.upsampling == "transpose"
     np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(images)), expected, atol=1e-4)
-    for layer in (InstanceNormalization(epsilon=1e-3), ReflectionPadding2D(3)):
+    for layer in (InstanceNormalization(epsilon=1e-3), Padding2D(3, "replicate")):
         clone = type(layer).from_config(layer.get_config())
         assert clone.get_config() == layer.get_config()
 
@@ -102,7 +160,7 @@ def test_mobile_architecture():
     out = keras.ops.convert_to_numpy(net(images))
     assert out.shape == (1, 37, 53, 3) and out.min() >= 0 and out.max() <= 255
     layers = list(net._flatten_layers())
-    assert not [layer for layer in layers if isinstance(layer, ReflectionPadding2D)]
+    assert not [layer for layer in layers if isinstance(layer, Padding2D)]
     separable = [layer for layer in layers if isinstance(layer, keras.layers.SeparableConv2D)]
     # Two down, two per residual block, two up.
     assert [(s.strides[0], s.filters) for s in separable] == (

@@ -6,8 +6,13 @@ For every style, input size (`--sizes`: fixed-shape builds, plus `resizable`) an
 quantization (`--quantizations`), writes `<output_dir>/<style>/<style>_<size>_<quant>.tflite`
 (atomically), then runs it in the LiteRT interpreter (XNNPACK, `--threads`) on held-out
 photos fitted to its size: output PSNR against the Keras float32 network, median latency,
-file size. Prints a markdown table, writes it with every build's signature details and ops
-to `<output_dir>/<style>/report.json`, and exits 1 if a build falls under its PSNR floor.
+file size. Prints a markdown table, then one line per build saying whether LiteRT's GPU
+delegate takes every op (tflite.gpu_delegate_report), writes it all with every build's
+signature details and ops to `<output_dir>/<style>/report.json`, and exits 1 if a build falls
+under its PSNR floor.
+
+`--padding=replicate` (or `zero`) builds a style in another padding with its trained weights,
+as `<style>_<padding>`, and also measures each build against the style as it was saved.
 See docs/mobile.md for the builds, their signature and which one a phone should use.
 """
 
@@ -48,6 +53,9 @@ flags.DEFINE_string("resizable_eval_size", "298x402", "HxW at which the resizabl
 flags.DEFINE_integer("runs", 5, "Timed runs per build (the median is reported), after one "
                      "warm-up run.", lower_bound=1)
 flags.DEFINE_integer("threads", tflite.THREADS, "LiteRT threads.", lower_bound=1)
+flags.DEFINE_string("padding", None, "Build the styles with this padding instead of their own "
+                    "(reflect, replicate or zero; same weights), named <style>_<padding>, and "
+                    "measure them against the styles as saved too.")
 FLAGS = flags.FLAGS
 
 
@@ -76,11 +84,24 @@ def fit(photo, shape):
     return cover(photo, shape[1], shape[0]).astype(np.float32)
 
 
-def convert_style(name, folder, shapes, eval_photos, calibration_photos, progress):
-    """Makes, writes and measures every build of one style; returns the report rows."""
+def build_label(name):
+    """The name a style's builds go under: `<style>_<padding>` with --padding."""
+    return f"{name}_{FLAGS.padding}" if FLAGS.padding else name
+
+
+def keras_outputs(net, images):
     import keras
 
-    net = saved_nets.load_transformer(folder)
+    return [keras.ops.convert_to_numpy(net(image[None]))[0] for image in images]
+
+
+def convert_style(name, folder, shapes, eval_photos, calibration_photos, progress):
+    """Makes, writes and measures every build of one style; returns the report rows."""
+    from perceptual_style.transformer_net import with_padding
+
+    saved = saved_nets.load_transformer(folder)
+    net = with_padding(saved, FLAGS.padding) if FLAGS.padding else saved
+    name = build_label(name)
     out_dir = os.path.join(FLAGS.output_dir, name)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +111,8 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
             tflite.write_saved_model(net, saved_model, shape)
             eval_shape = shape or parse_size(FLAGS.resizable_eval_size)
             images = [fit(photo, eval_shape) for photo in eval_photos]
-            references = [keras.ops.convert_to_numpy(net(image[None]))[0] for image in images]
+            references = keras_outputs(net, images)
+            originals = keras_outputs(saved, images) if FLAGS.padding else None
             quantizations = [q for q in FLAGS.quantizations if shape or q not in FIXED_ONLY]
             calibration = (tflite.calibration_batches([fit(p, shape) for p in calibration_photos])
                            if shape and set(FIXED_ONLY) & set(quantizations) else None)
@@ -99,8 +121,8 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
                 with cli.native_stderr_dropped():
                     model = tflite.convert(saved_model, quantization, calibration)
                     runner = tflite.Runner(model, FLAGS.threads)
-                    psnrs = [tflite.psnr(runner(image), reference)
-                             for image, reference in zip(images, references)]
+                    outputs = [runner(image) for image in images]
+                psnrs = [tflite.psnr(o, r) for o, r in zip(outputs, references)]
                 path = os.path.join(out_dir, tflite.build_name(name, shape, quantization))
                 atomic_write(path, lambda f: f.write(model))
                 details = tflite.signature_details(model)
@@ -111,7 +133,13 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
                     "psnr_mean": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
                     "psnr_floor": tflite.PSNR_FLOORS[quantization],
                     "ops": tflite.op_names(model), "signature": {tflite.SIGNATURE: details},
+                    "gpu_delegate": tflite.gpu_delegate_report(model),
                 })
+                if originals:  # how far the padding moved it from the style as saved
+                    against = [tflite.psnr(o, r) for o, r in zip(outputs, originals)]
+                    rows[-1].update(padding=net.padding, saved_padding=saved.padding,
+                                    psnr_vs_saved_mean=float(np.mean(against)),
+                                    psnr_vs_saved_min=float(np.min(against)))
                 progress.add(1)
     return rows
 
@@ -131,13 +159,24 @@ def print_table(rows):
         print(f"| {r['style']} | {size} | {r['quantization']} | {io} | {r['bytes'] / 1e6:.2f} "
               f"| {1000 * r['latency_s']:.0f} | {r['psnr_mean']:.1f} ({r['psnr_min']:.1f}) "
               f"| {r['psnr_floor']:.0f} | {'yes' if r['psnr_min'] >= r['psnr_floor'] else 'NO'} |")
+    print()
+    for r in rows:
+        against = (f"; against the saved {r['saved_padding']} network: PSNR "
+                   f"{r['psnr_vs_saved_mean']:.1f} dB mean ({r['psnr_vs_saved_min']:.1f} min)"
+                   if "psnr_vs_saved_mean" in r else "")
+        print(f"{r['style']} {r['size']} {r['quantization']}: {r['gpu_delegate']}{against}")
 
 
 def main(argv):
     import keras
 
+    from perceptual_style.transformer_net import PADDINGS
+
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs INFO lines per build
     try:
+        if FLAGS.padding not in (None, *PADDINGS):
+            raise cli.CommandError(f"unknown padding {FLAGS.padding!r}: one of "
+                                   f"{', '.join(PADDINGS)}")
         unknown = sorted(set(FLAGS.quantizations) - set(tflite.QUANTIZATIONS))
         if unknown:
             raise cli.CommandError(f"unknown quantization {', '.join(unknown)}: give some of "
@@ -145,7 +184,8 @@ def main(argv):
         shapes = [parse_size(size) for size in FLAGS.sizes]
         FLAGS.saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
         styles = style_sources(FLAGS.style, FLAGS.all, FLAGS.saved_dir)
-        for folder in [FLAGS.output_dir, *(os.path.join(FLAGS.output_dir, n) for n, _ in styles)]:
+        for folder in [FLAGS.output_dir, *(os.path.join(FLAGS.output_dir, build_label(n))
+                                           for n, _ in styles)]:
             writable_folder(folder)  # before the conversions, not after them
         cli.require("eval_photos", "calibration_photos")
         eval_photos = load_photos(FLAGS.eval_photos, FLAGS.num_eval_photos)
@@ -157,7 +197,8 @@ def main(argv):
         for name, folder in styles:
             style_rows = convert_style(name, folder, shapes, eval_photos, calibration_photos,
                                        progress)
-            saved_nets.write_json(os.path.join(FLAGS.output_dir, name, "report.json"), style_rows)
+            saved_nets.write_json(os.path.join(FLAGS.output_dir, build_label(name), "report.json"),
+                                  style_rows)
             rows += style_rows
     except (tflite.TFLiteError, ImageError, OSError, ValueError) as e:
         sys.exit(f"export_tflite: error: {e}")

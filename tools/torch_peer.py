@@ -78,9 +78,11 @@ class TransformerNet(nn.Module):
 def from_keras(config, weights):
     """The float32 network of a Keras TransformerNet's get_config() and get_weights(), in
     eval mode. Keras kernels are (height, width, in, out), PyTorch's (out, in, height, width)."""
-    if config["arch"] != "full" or config["upsampling"] != "nearest":
-        raise ValueError(f"the PyTorch peer is the full network with nearest upsampling, got "
-                         f"arch={config['arch']!r}, upsampling={config['upsampling']!r}")
+    padding = config.get("padding") or "reflect"  # saved before the key existed: reflect
+    if config["arch"] != "full" or config["upsampling"] != "nearest" or padding != "reflect":
+        raise ValueError(f"the PyTorch peer is the full network with nearest upsampling and "
+                         f"reflection padding, got arch={config['arch']!r}, upsampling="
+                         f"{config['upsampling']!r}, padding={padding!r}")
     values = [np.asarray(w, np.float32) for w in weights]
     values = [w.transpose(3, 2, 0, 1) if w.ndim == 4 else w for w in values]
     # The widths as Keras rounded them from width_multiplier: the first three convolutions'.
