@@ -373,6 +373,14 @@ def test_several_styles_train_resume_and_stylize_by_name(workdir):
                                                   style_weights=np.eye(2)[i]))[0]
         assert np.abs(outputs[-1] - expected).max() <= 1
     assert np.any(outputs[0] != outputs[1])
+    # Continued from its weights in bfloat16 under a spent --time_budget: one step more.
+    result = run_cli(pair_args(workdir, steps=50, init_from=saved, precision="bfloat16",
+                               time_budget="1s", checkpoint_dir=workdir / "more"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--time_budget reached at step 1 of 50" in result.stdout
+    metadata = load_metadata(str(saved))
+    assert metadata["images_seen"] == 5 * 2 + 2 and metadata["precision"] == "bfloat16"
+    assert [s["name"] for s in metadata["styles"]] == ["a", "b"]
 
 
 @pytest.mark.parametrize("styles,extra,message", [
