@@ -208,9 +208,11 @@ def saved_style_loss(metadata, style=None):
     recipe = {name: FLAGS[name].default for name in _NAMES}
     recipe.update({k: v for k, v in metadata["flags"].items() if k in _NAMES})
     if style is not None:
-        entry = [s for s in metadata.get("styles", []) if s.get("name") == style]
+        styles = metadata.get("styles", [])
+        entry = [s for s in styles if s.get("name") == style]
         if not entry:
-            raise ValueError(f"{metadata.get('name')} has no style {style!r}")
+            raise ValueError(f"no style {style!r} recorded (its styles: "
+                             f"{', '.join(str(s.get('name')) for s in styles) or 'none'})")
         recipe.update({k: v for k, v in entry[0]["flags"].items() if k in _NAMES})
     source = recipe["style_image"]
     if not source.startswith(_URL_PREFIXES) and not os.path.isfile(source):
