@@ -16,7 +16,9 @@ LOSS_NAMES = ("content", "style", "tv", "saturation", "total")
 
 def _mean(values, per_image):
     """The mean over the batch, or with `per_image` over each image's own values."""
-    return ops.mean(values, axis=tuple(range(1, len(values.shape)))) if per_image else ops.mean(values)
+    if per_image:
+        return ops.mean(values, axis=tuple(range(1, len(values.shape))))
+    return ops.mean(values)
 
 
 def gram_matrix(features):

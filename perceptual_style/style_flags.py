@@ -174,6 +174,7 @@ def _loss(network, recipe, style):
 
 
 def _build(recipe, style):
+    """The PerceptualLoss of `recipe` for `style`, with a VGG19 of its own layers."""
     layers = _layer_weights(recipe["style_layers"], recipe["style_layer_weights"])
     return _loss(_loss_network(recipe, [recipe["content_layer"], *layers]), recipe, style)
 

@@ -25,8 +25,8 @@ from perceptual_style.checkpoint import restore_checkpoint, save_checkpoint
 from perceptual_style.data import NO_READABLE_IMAGES, ImageFolderDataset, SkippedFiles
 from perceptual_style.data import check_readable, list_images
 from perceptual_style.images import ImageError, cover, load_rgb
-from perceptual_style.summaries import SummaryWriter
 from perceptual_style.losses import LOSS_NAMES
+from perceptual_style.summaries import SummaryWriter
 from perceptual_style.trainer import StyleTransferTrainer
 from perceptual_style.transformer_net import TransformerNet
 
@@ -64,7 +64,7 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0)
 flags.DEFINE_enum("upsampling", "nearest", ["nearest", "transpose"], "Transformer upsampling: "
                   "nearest resize + conv, or transposed convs as in the paper.")
 flags.DEFINE_string("name", None, "Style name: output goes to <saved_dir>/<name>/. Default: "
-                    "the style image's file name.")
+                    "the style image's file name (with --styles: their names joined by -).")
 cli.define_saved_dir(__name__)
 flags.DEFINE_string("checkpoint_dir", "checkpoints", "Checkpoints go to <checkpoint_dir>/<name>/.")
 flags.DEFINE_string("tensorboard_dir", "logs", "TensorBoard logs go to <tensorboard_dir>/<name>/.")
