@@ -18,7 +18,7 @@ from absl import logging
 
 from perceptual_style.checkpoint import save_checkpoint
 from perceptual_style.images import image_grid, save_image, to_uint8
-from perceptual_style.trainer import LOSS_NAMES
+from perceptual_style.losses import LOSS_NAMES
 
 
 class NonFiniteLossError(RuntimeError):
@@ -189,7 +189,8 @@ class TensorBoardScalars(StepCallback):
 
 class ProgressImages(StepCallback):
     """Every `every` steps and at the end: held-out photos (top row) and their stylized
-    versions (bottom row) as `images/<name>/step_NNNNNN.png` and a TensorBoard image."""
+    versions (the row below; one row per style for a network of several) as
+    `images/<name>/step_NNNNNN.png` and a TensorBoard image."""
 
     def __init__(self, samples, directory, every, writer=None, start_step=0):
         super().__init__(start_step)
@@ -198,9 +199,14 @@ class ProgressImages(StepCallback):
         self.step = start_step
 
     def write(self, step):
-        stylized = keras.ops.convert_to_numpy(
-            keras.ops.cast(self.model.transformer(self.samples), "float32"))
-        grid = image_grid([list(to_uint8(self.samples)), list(to_uint8(stylized))])
+        net = self.model.transformer
+        styles = ([{}] if net.num_styles == 1 else
+                  [{"style_weights": w} for w in np.eye(net.num_styles, dtype=np.float32)])
+        rows = [list(to_uint8(self.samples))]
+        for style in styles:
+            stylized = keras.ops.cast(net(self.samples, **style), "float32")
+            rows.append(list(to_uint8(keras.ops.convert_to_numpy(stylized))))
+        grid = image_grid(rows)
         save_image(grid, os.path.join(self.directory, f"step_{step:06d}.png"))
         if self.writer is not None:
             self.writer.image(step, "stylized_samples", grid)

@@ -1,13 +1,24 @@
 """Perceptual losses (Johnson et al. 2016, section 3), in `keras.ops`.
 
 Feature maps are (batch, height, width, channels). Every loss returns a scalar averaged
-over the batch, so loss weights do not depend on the batch size. `PerceptualLoss` is their
-weighted total for one style: what training minimizes over the network's weights and
-optimize.py over an image's pixels.
+over the batch, so loss weights do not depend on the batch size, or with `per_image` one
+value per image (batch,). `PerceptualLoss` is their weighted total for one style: what
+training minimizes over the network's weights and optimize.py over an image's pixels.
+`MultiStylePerceptualLoss` is that of a network of several styles (Dumoulin et al. 2017):
+each image against its own style's loss.
 """
 
 import numpy as np
 from keras import ops
+
+LOSS_NAMES = ("content", "style", "tv", "saturation", "total")
+
+
+def _mean(values, per_image):
+    """The mean over the batch, or with `per_image` over each image's own values."""
+    if per_image:
+        return ops.mean(values, axis=tuple(range(1, len(values.shape))))
+    return ops.mean(values)
 
 
 def gram_matrix(features):
@@ -20,12 +31,12 @@ def gram_matrix(features):
     return gram / ops.cast(height * width * channels, gram.dtype)
 
 
-def content_loss(features, target_features):
+def content_loss(features, target_features, per_image=False):
     """Feature reconstruction loss: mean squared distance of two feature maps."""
-    return ops.mean(ops.square(features - target_features))
+    return _mean(ops.square(features - target_features), per_image)
 
 
-def style_loss(features, target_grams, layer_weights):
+def style_loss(features, target_grams, layer_weights, per_image=False):
     """Weighted sum over layers of the squared Frobenius distance between Gram matrices.
 
     `features`: {layer: (B, H, W, C)}; `target_grams`: {layer: (1 or B, C, C)};
@@ -34,30 +45,31 @@ def style_loss(features, target_grams, layer_weights):
     total = 0.0
     for layer, weight in layer_weights.items():
         difference = gram_matrix(features[layer]) - target_grams[layer]
-        total = total + weight * ops.mean(ops.sum(ops.square(difference), axis=(1, 2)))
+        distance = ops.sum(ops.square(difference), axis=(1, 2))
+        total = total + weight * (distance if per_image else ops.mean(distance))
     return total
 
 
-def total_variation_loss(images):
+def total_variation_loss(images, per_image=False):
     """Mean squared difference between vertically and horizontally adjacent pixels: a
     smoothness prior against high-frequency noise."""
     dy = images[:, 1:, :, :] - images[:, :-1, :, :]
     dx = images[:, :, 1:, :] - images[:, :, :-1, :]
-    return ops.mean(ops.square(dy)) + ops.mean(ops.square(dx))
+    return _mean(ops.square(dy), per_image) + _mean(ops.square(dx), per_image)
 
 
 # tanh(2) = 0.964: beyond it an output channel is within 5 grey levels of 0 or 255.
 SATURATION_LOGIT = 2.0
 
 
-def saturation_loss(logits):
+def saturation_loss(logits, per_image=False):
     """Mean squared excess of the output layer's pre-tanh values beyond +-SATURATION_LOGIT.
 
     Trained nets grow isolated spikes there (logits of 5 to 200 where the rest stay within
     +-1.5): blots of pure white. The scaled tanh is flat at such values, so the image losses
     cannot pull them back; this term acts before the tanh, where the gradient does not vanish.
     """
-    return ops.mean(ops.square(ops.relu(ops.abs(logits) - SATURATION_LOGIT)))
+    return _mean(ops.square(ops.relu(ops.abs(logits) - SATURATION_LOGIT)), per_image)
 
 
 class PerceptualLoss:
@@ -88,22 +100,50 @@ class PerceptualLoss:
         """The content layer's features of the photos the stylized images must keep."""
         return ops.stop_gradient(self.features(content_images)[self.content_layer])
 
-    def __call__(self, stylized, content_target, stylized_features=None, logits=None):
+    def __call__(self, stylized, content_target, stylized_features=None, logits=None,
+                 per_image=False):
         """{content, style, tv, saturation, total} of `stylized` (features computed unless
-        given). Saturation needs the transformer's `logits`; pixels optimized directly have
-        none, and their term is 0."""
+        given), batch means or with `per_image` each image's. Saturation needs the
+        transformer's `logits`; pixels optimized directly have none, and their term is 0."""
         stylized = ops.cast(stylized, "float32")
         if stylized_features is None:
             stylized_features = self.features(stylized)
         losses = {
-            "content": content_loss(stylized_features[self.content_layer], content_target),
-            "style": style_loss(stylized_features, self.style_grams, self.style_layers),
-            "tv": total_variation_loss(stylized),
-            "saturation": (ops.zeros((), "float32") if logits is None
-                           else saturation_loss(ops.cast(logits, "float32"))),
+            "content": content_loss(stylized_features[self.content_layer], content_target,
+                                    per_image),
+            "style": style_loss(stylized_features, self.style_grams, self.style_layers, per_image),
+            "tv": total_variation_loss(stylized, per_image),
+            "saturation": (ops.zeros(ops.shape(stylized)[:1] if per_image else (), "float32")
+                           if logits is None
+                           else saturation_loss(ops.cast(logits, "float32"), per_image)),
         }
         losses["total"] = (self.content_weight * losses["content"]
                            + self.style_weight * losses["style"]
                            + self.tv_weight * losses["tv"]
                            + self.saturation_weight * losses["saturation"])
         return losses
+
+
+class MultiStylePerceptualLoss:
+    """The total loss of a network of several styles: each image against the style its
+    row of one-hot `style_weights` (batch, N) selects, with that style's Gram matrices and
+    weights, as the mean of the images' own losses. `losses`: one PerceptualLoss per style,
+    sharing one loss network (computing every style's layers) and one content layer, so
+    one pass of it serves the whole batch."""
+
+    def __init__(self, losses):
+        self.losses = list(losses)
+        self.loss_network = self.losses[0].loss_network
+        self.content_layer = self.losses[0].content_layer
+        if any(loss.loss_network is not self.loss_network
+               or loss.content_layer != self.content_layer for loss in self.losses):
+            raise ValueError("the styles' losses must share one loss network and content layer")
+        self.features = self.losses[0].features
+
+    def __call__(self, stylized, content_target, stylized_features, logits, style_weights):
+        style_weights = ops.cast(style_weights, "float32")
+        per_style = [loss(stylized, content_target, stylized_features, logits, per_image=True)
+                     for loss in self.losses]
+        return {name: ops.mean(sum(style_weights[:, i] * losses[name]
+                                   for i, losses in enumerate(per_style)))
+                for name in LOSS_NAMES}

@@ -13,7 +13,8 @@ Loading restores float32 weights, and a damaged file or a config that is no Tran
 is one `ValueError` line, raised before any network is built. A network of several styles
 (conditional instance normalization: the config's `num_styles`) names them in its
 metadata's `styles` list, one entry with at least a `name` per row of its normalization
-parameters, in order; it is not saved without it. Backend-neutral.
+parameters, in order; it is not saved without it (training writes each entry's painting
+SHA-256 and loss flags beside the name: its "flags"). Backend-neutral.
 """
 
 import datetime

@@ -3,7 +3,8 @@ pixel optimization (optimize.py), so a `styles/<name>.flags` file means the same
 both. Importing this module defines them; train.py adopts them as its own key flags, so
 they are recorded in a trained style's metadata. Beside them: where the style image comes
 from (a path, or a URL checked against --style_sha256), and the one builder of a style's
-PerceptualLoss, from the flags (perceptual_loss) or from a saved style's recorded flags
+PerceptualLoss, from the flags (perceptual_loss), from each flagfile of a network of
+several styles (style_recipes, multi_style_loss) or from a saved style's recorded flags
 (saved_style_loss, for tools/quality.py and tools/benchmark.py).
 """
 
@@ -14,9 +15,9 @@ import keras
 import numpy as np
 from absl import flags
 
-from perceptual_style import cli
+from perceptual_style import cli, saved_nets
 from perceptual_style.images import load_rgb
-from perceptual_style.losses import PerceptualLoss
+from perceptual_style.losses import MultiStylePerceptualLoss, PerceptualLoss
 from perceptual_style.vgg import build_loss_network
 
 FLAGS = flags.FLAGS
@@ -50,14 +51,20 @@ _NAMES = ("style_image", "style_sha256", "style_size", "content_weight", "style_
           "style_layer_weights", "vgg_weights", "pooling")
 
 
-def apply_style(style):
-    """Sets the loss flags from `style`: a style name in styles/, a `.flags` file (its
-    training-only flags are ignored) or a painting. Flags given on the command line win."""
+def _style_file(style):
+    """styles/<style>.flags, or `style` itself when it is a file."""
     path = os.path.join(STYLES_DIR, f"{style}.flags")
     if not os.path.isfile(path):
         path = style
     if not os.path.isfile(path):
         raise cli.CommandError(f"no style {style!r}: neither {STYLES_DIR}/{style}.flags nor a file")
+    return path
+
+
+def apply_style(style):
+    """Sets the loss flags from `style`: a style name in styles/, a `.flags` file (its
+    training-only flags are ignored) or a painting. Flags given on the command line win."""
+    path = _style_file(style)
     if path.endswith(".flags"):
         values = FLAGS.read_flags_from_files([f"--flagfile={path}"], force_gnu=False)
     else:
@@ -99,10 +106,43 @@ def fetch_style_image(source, sha256=None, cache_dir=None):
     return source
 
 
-def style_image():
-    """(local path, float32 RGB array) of --style_image, scaled by --style_size."""
-    path = fetch_style_image(FLAGS.style_image, FLAGS.style_sha256)
-    return path, load_rgb(path, max_side=FLAGS.style_size or None).astype(np.float32)
+def style_recipes(styles):
+    """{style name: {loss flag: value}} of the styles of one network: each a style name in
+    styles/ or a `.flags` file (named by its file name), its flags over the defaults and
+    under those given on the command line, which apply to all."""
+    command_line = {name: (FLAGS[name].value, FLAGS[name].present) for name in _NAMES}
+
+    def restore():
+        for name, (value, present) in command_line.items():
+            FLAGS[name].value, FLAGS[name].present = value, present
+
+    paths = [_style_file(style) for style in styles]
+    for style, path in zip(styles, paths):
+        if not path.endswith(".flags"):
+            raise cli.CommandError(f"style {style!r} is no flagfile: name one in {STYLES_DIR}/ "
+                                   "or a .flags file")
+    names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+    try:
+        saved_nets.style_names({"styles": [{"name": name} for name in names]}, len(names))
+    except ValueError as e:  # repeated, or unfit for NET:STYLE
+        raise cli.CommandError(str(e)) from None
+    recipes = {}
+    try:
+        for name, path in zip(names, paths):
+            restore()
+            apply_style(path)
+            recipes[name] = {flag: FLAGS[flag].value for flag in _NAMES}
+    finally:
+        restore()
+    return recipes
+
+
+def style_image(recipe=None):
+    """(local path, float32 RGB array) of `recipe`'s style image (default: the flags'
+    --style_image), scaled by its --style_size."""
+    recipe = recipe or {name: FLAGS[name].value for name in _NAMES}
+    path = fetch_style_image(recipe["style_image"], recipe["style_sha256"])
+    return path, load_rgb(path, max_side=recipe["style_size"] or None).astype(np.float32)
 
 
 def _layer_weights(layers, weights):
@@ -117,17 +157,43 @@ def _layer_weights(layers, weights):
         raise cli.CommandError(f"--style_layer_weights must be numbers: {weights}") from None
 
 
-def _build(recipe, style):
-    """The PerceptualLoss of `recipe` ({loss flag: value}) for `style` (RGB [0, 255])."""
-    layers = _layer_weights(recipe["style_layers"], recipe["style_layer_weights"])
+def _loss_network(recipe, layers):
+    """VGG19 as `recipe` asks for it, computing `layers`."""
     try:
-        network = build_loss_network([recipe["content_layer"], *layers],
-                                     pooling=recipe["pooling"], weights=recipe["vgg_weights"])
+        return build_loss_network(layers, pooling=recipe["pooling"], weights=recipe["vgg_weights"])
     except ValueError as e:  # unknown layer names, VGGWeightsError
         raise cli.CommandError(str(e)) from None
+
+
+def _loss(network, recipe, style):
+    """The PerceptualLoss of `recipe` ({loss flag: value}) for `style` (RGB [0, 255])."""
+    layers = _layer_weights(recipe["style_layers"], recipe["style_layer_weights"])
     return PerceptualLoss(network, style, recipe["content_layer"], layers,
                           recipe["content_weight"], recipe["style_weight"], recipe["tv_weight"],
                           recipe["saturation_weight"])
+
+
+def _build(recipe, style):
+    """The PerceptualLoss of `recipe` for `style`, with a VGG19 of its own layers."""
+    layers = _layer_weights(recipe["style_layers"], recipe["style_layer_weights"])
+    return _loss(_loss_network(recipe, [recipe["content_layer"], *layers]), recipe, style)
+
+
+def multi_style_loss(recipes, styles):
+    """The MultiStylePerceptualLoss of `recipes` (style_recipes' values) for `styles` (RGB
+    [0, 255], in the same order): one VGG19 computing every style's layers, so the styles
+    must agree on its weights, pooling and content layer."""
+    recipes = list(recipes)
+    for flag in ("vgg_weights", "pooling", "content_layer"):
+        if len({str(recipe[flag]) for recipe in recipes}) > 1:
+            raise cli.CommandError(f"the styles of one network share one loss network: their "
+                                   f"--{flag} differ; give it on the command line")
+    layers = [recipes[0]["content_layer"]]
+    for recipe in recipes:
+        layers += [layer for layer in recipe["style_layers"] if layer not in layers]
+    network = _loss_network(recipes[0], layers)
+    return MultiStylePerceptualLoss([_loss(network, recipe, style)
+                                     for recipe, style in zip(recipes, styles)])
 
 
 def perceptual_loss(style):
@@ -135,12 +201,20 @@ def perceptual_loss(style):
     return _build({name: FLAGS[name].value for name in _NAMES}, style)
 
 
-def saved_style_loss(metadata):
+def saved_style_loss(metadata, style=None):
     """The loss a saved style was trained with, from the loss flags its metadata recorded
-    (one it did not record takes its default). A relative style image path that is not
+    (one it did not record takes its default); of a network of several styles, that of
+    its `style`, recorded in its `styles` entry. A relative style image path that is not
     found here is taken from this package's checkout, as styles/*.flags write it."""
     recipe = {name: FLAGS[name].default for name in _NAMES}
     recipe.update({k: v for k, v in metadata["flags"].items() if k in _NAMES})
+    if style is not None:
+        styles = metadata.get("styles", [])
+        entry = [s for s in styles if s.get("name") == style]
+        if not entry:
+            raise ValueError(f"no style {style!r} recorded (its styles: "
+                             f"{', '.join(str(s.get('name')) for s in styles) or 'none'})")
+        recipe.update({k: v for k, v in entry[0]["flags"].items() if k in _NAMES})
     source = recipe["style_image"]
     if not source.startswith(_URL_PREFIXES) and not os.path.isfile(source):
         source = os.path.join(CHECKOUT, source)

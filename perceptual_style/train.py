@@ -1,7 +1,8 @@
-"""Trains a TransformerNet for one style.
+"""Trains a TransformerNet for one style, or one for several (--styles).
 
     python -m perceptual_style.train --flagfile=styles/snight.flags \\
         --content_dir=../shared/data/content/train
+    python -m perceptual_style.train --styles=snight,wave --name=paintings --content_dir=...
 
 Rerunning the same command after an interruption (Ctrl-C, SIGTERM, SIGKILL) resumes from
 the last checkpoint. Final weights go to `savedNets/<name>/`, progress pictures to
@@ -24,13 +25,18 @@ from perceptual_style.checkpoint import restore_checkpoint, save_checkpoint
 from perceptual_style.data import NO_READABLE_IMAGES, ImageFolderDataset, SkippedFiles
 from perceptual_style.data import check_readable, list_images
 from perceptual_style.images import ImageError, cover, load_rgb
+from perceptual_style.losses import LOSS_NAMES
 from perceptual_style.summaries import SummaryWriter
-from perceptual_style.trainer import LOSS_NAMES, StyleTransferTrainer
+from perceptual_style.trainer import StyleTransferTrainer
 from perceptual_style.transformer_net import TransformerNet
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(style_flags)  # recorded in metadata with the flags below
 
+flags.DEFINE_list("styles", None, "Train one network of these styles (conditional instance "
+                  "normalization, Dumoulin et al. 2017): at least 2 names of flagfiles in "
+                  "styles/ (or .flags files), each giving its style's painting and loss weights; "
+                  "loss flags given here apply to all. Not with --style_image.")
 flags.DEFINE_string("content_dir", None, "Content images: a folder (searched recursively), "
                     "a glob or a file. When unset, --content_tfds is used.")
 flags.DEFINE_string("content_tfds", "coco/2014", "TensorFlow Datasets name for content images "
@@ -58,7 +64,7 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0)
 flags.DEFINE_enum("upsampling", "nearest", ["nearest", "transpose"], "Transformer upsampling: "
                   "nearest resize + conv, or transposed convs as in the paper.")
 flags.DEFINE_string("name", None, "Style name: output goes to <saved_dir>/<name>/. Default: "
-                    "the style image's file name.")
+                    "the style image's file name (with --styles: their names joined by -).")
 cli.define_saved_dir(__name__)
 flags.DEFINE_string("checkpoint_dir", "checkpoints", "Checkpoints go to <checkpoint_dir>/<name>/.")
 flags.DEFINE_string("tensorboard_dir", "logs", "TensorBoard logs go to <tensorboard_dir>/<name>/.")
@@ -206,15 +212,20 @@ def train(name):
         raise cli.CommandError(str(e)) from None
     learning_rate = distribute.learning_rate(placement, FLAGS.batch_size, FLAGS.learning_rate,
                                              FLAGS.scale_learning_rate)
-    style_path, style = style_flags.style_image()
+    # {style name: its loss flags} of a network of several styles; None for one style.
+    recipes = style_flags.style_recipes(FLAGS.styles) if FLAGS.styles else None
+    paintings = ([style_flags.style_image(r) for r in recipes.values()] if recipes
+                 else [style_flags.style_image()])
     files, samples = content_source()
 
     keras.utils.set_random_seed(FLAGS.seed)
     checkpoint_dir = os.path.join(FLAGS.checkpoint_dir, name)
     out_dir = os.path.join(FLAGS.saved_dir, name)
     with placement.scope(), precision.policy(chosen_precision):
-        trainer = StyleTransferTrainer(TransformerNet(upsampling=FLAGS.upsampling),
-                                       style_flags.perceptual_loss(style))
+        loss = (style_flags.multi_style_loss(recipes.values(), [p for _, p in paintings])
+                if recipes else style_flags.perceptual_loss(paintings[0][1]))
+        trainer = StyleTransferTrainer(
+            TransformerNet(upsampling=FLAGS.upsampling, num_styles=len(paintings)), loss)
         trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
         try:
             start_step = restore_checkpoint(trainer, checkpoint_dir)
@@ -239,8 +250,10 @@ def train(name):
                   if placement.chief else None)
         checkpointer = cb.Checkpointer(checkpoint_dir, FLAGS.checkpoint_every, start_step,
                                        chief=placement.chief)
-        weights = {"content": FLAGS.content_weight, "style": FLAGS.style_weight,
-                   "tv": FLAGS.tv_weight, "saturation": FLAGS.saturation_weight}
+        # The bar shows the terms of the total; with several styles, each has its own weights.
+        weights = None if recipes else {
+            "content": FLAGS.content_weight, "style": FLAGS.style_weight,
+            "tv": FLAGS.tv_weight, "saturation": FLAGS.saturation_weight}
         callbacks = [cb.NonFiniteLossGuard(start_step), checkpointer,
                      cb.ProgressBar(FLAGS.steps, start_step, weights)]
         budget = None
@@ -297,9 +310,15 @@ def train(name):
               "chief writes the checkpoint and the trained network")
         return 0
 
+    if recipes:
+        facts = {"styles": [{"name": style, "style_sha256": style_flags.sha256_of(path),
+                             "flags": recipe}
+                            for (style, recipe), (path, _) in zip(recipes.items(), paintings)]}
+    else:
+        facts = {"style_sha256": style_flags.sha256_of(paintings[0][0])}
     metadata = saved_nets.trained_metadata(
         name, {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])},
-        run, final_step, sessions, prior, style_sha256=style_flags.sha256_of(style_path),
+        run, final_step, sessions, prior, **facts,
         replicas=placement.replicas, learning_rate=learning_rate,
         final_losses={k: history[k][-1] for k in LOSS_NAMES if k in history},
         seconds_per_step=seconds_per_step, skipped_content_images=len(skipped))
@@ -309,10 +328,19 @@ def train(name):
 
 
 def main(argv):
-    if not FLAGS.style_image:
-        sys.exit("train: error: --style_image is required (or a --flagfile from styles/); "
-                 "see --helpfull")
-    name = FLAGS.name or os.path.splitext(os.path.basename(FLAGS.style_image.split("?")[0]))[0]
+    if FLAGS.styles:
+        if FLAGS.style_image:
+            sys.exit("train: error: --styles takes each style's image from its flagfile: leave "
+                     "out --style_image (and a --flagfile that sets it)")
+        if len(FLAGS.styles) < 2:
+            sys.exit("train: error: --styles needs at least 2 styles (one style trains with "
+                     "--flagfile=styles/NAME.flags)")
+    elif not FLAGS.style_image:
+        sys.exit("train: error: --style_image is required (or a --flagfile from styles/, or "
+                 "--styles); see --helpfull")
+    name = FLAGS.name or ("-".join(os.path.splitext(os.path.basename(s))[0] for s in FLAGS.styles)
+                          if FLAGS.styles else
+                          os.path.splitext(os.path.basename(FLAGS.style_image.split("?")[0]))[0])
     try:
         return train(name)
     except (distribute.DistributeError, ImageError, OSError) as e:  # one line

@@ -2,7 +2,9 @@
 
 `StyleTransferTrainer` is a `keras.Model` that holds the transformer (the only trainable
 part), the frozen loss network and the style's Gram matrices; calling it on a batch of
-content images returns the losses. Its `train_step` is written per backend, as Keras 3
+content images returns the losses. A transformer of several styles (conditional instance
+normalization) learns them all at once: in every batch, each image is stylized in one of
+them and judged by that style's loss (losses.MultiStylePerceptualLoss). Its `train_step` is written per backend, as Keras 3
 asks: a `tf.GradientTape` step on TensorFlow, a stateless `jax.value_and_grad` step on JAX.
 Both also run data parallel (see distribute.py): under a tf.distribute strategy, or with
 `keras.distribution.DataParallel`, where JAX reduces the sharded batch's mean itself.
@@ -14,32 +16,49 @@ from keras import ops
 
 from perceptual_style.transformer_net import INPUT_SHAPE
 
-LOSS_NAMES = ("content", "style", "tv", "saturation", "total")
-
 
 class StyleTransferTrainer(keras.Model):
     """Trains `transformer` against `perceptual_loss`, a built losses.PerceptualLoss (e.g.
-    style_flags.perceptual_loss())."""
+    style_flags.perceptual_loss()), or for a transformer of N styles a
+    losses.MultiStylePerceptualLoss of N (style_flags.multi_style_loss())."""
 
     def __init__(self, transformer, perceptual_loss, **kwargs):
         super().__init__(**kwargs)
         if not transformer.built:
             transformer.build(INPUT_SHAPE)
+        if len(getattr(perceptual_loss, "losses", [perceptual_loss])) != transformer.num_styles:
+            raise ValueError(f"a transformer of {transformer.num_styles} styles needs a loss "
+                             "for each")
         self.transformer = transformer
         self.loss_network = perceptual_loss.loss_network  # tracked: its weights are the model's
         self.perceptual_loss = perceptual_loss
 
-    def call(self, images, training=False):
-        """Content images in [0, 255] -> {content, style, tv, saturation, total} losses."""
+    def call(self, images, training=False, style_weights=None):
+        """Content images in [0, 255] -> {content, style, tv, saturation, total} losses; a
+        transformer of N styles takes one-hot `style_weights` (batch, N): each image's style."""
         images = ops.cast(images, "float32")
-        stylized, logits = self.transformer(images, training=training, return_logits=True)
+        styled = {} if style_weights is None else {"style_weights": style_weights}
+        stylized, logits = self.transformer(images, training=training, return_logits=True,
+                                            **styled)
         stylized = ops.cast(stylized, "float32")
         count = ops.shape(images)[0]
         # One pass of the loss network over both halves.
         features = self.perceptual_loss.features(ops.concatenate([stylized, images], axis=0))
         target = ops.stop_gradient(features[self.perceptual_loss.content_layer][count:])
         return self.perceptual_loss(stylized, target, {k: v[:count] for k, v in features.items()},
-                                    logits)
+                                    logits, **styled)
+
+    def style_schedule(self, step, images):
+        """{} for one style; else the one-hot style_weights of the batch `images` at
+        optimizer step `step`: image i learns style (step * batch + i) % N, so every batch
+        mixes the styles, each gets an even share, and a resumed run goes on as if never
+        stopped."""
+        styles = self.transformer.num_styles
+        if styles == 1:
+            return {}
+        count = ops.shape(images)[0]
+        index = (ops.cast(step, "int32") * count + ops.arange(count, dtype="int32")) % styles
+        return {"style_weights": ops.one_hot(index, styles)}
 
     def train_step(self, *args):
         if keras.backend.backend() == "jax":
@@ -53,7 +72,8 @@ class StyleTransferTrainer(keras.Model):
 
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            losses = self(images, training=True)
+            losses = self(images, training=True,
+                          **self.style_schedule(self.optimizer.iterations, images))
             # Under a tf.distribute strategy each replica sees 1/N of the global batch and the
             # optimizer sums the replicas' gradients: dividing by N makes that sum the mean
             # gradient over the global batch (N = 1 without a strategy).
@@ -67,10 +87,12 @@ class StyleTransferTrainer(keras.Model):
 
         images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         trainable, non_trainable, optimizer_variables, metrics_variables = state
+        with keras.StatelessScope(zip(self.optimizer.variables, optimizer_variables)):
+            styled = self.style_schedule(self.optimizer.iterations.value, images)
 
         def total_loss(trainable, non_trainable):
             losses, non_trainable = self.stateless_call(
-                trainable, non_trainable, images, training=True)
+                trainable, non_trainable, images, training=True, **styled)
             return losses["total"], (losses, non_trainable)
 
         (_, (losses, non_trainable)), gradients = jax.value_and_grad(

@@ -67,3 +67,37 @@ def test_clipped_and_near_clipped_count_blots_not_the_photos_own():
     stylized[1, 2] = 0
     assert clipped_share(photo_, stylized) == 1 / 8
     assert clipped_share(photo_, stylized, 8) == 3 / 8
+
+
+def test_each_style_of_a_multi_style_network_is_measured_with_its_own_loss(tmp_path):
+    from conftest import multi_style_net
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(photo(40, 48, seed=i)).save(photos / f"p{i}.png")
+    Image.fromarray(photo(64, 64, seed=9)).save(tmp_path / "busy.png")
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "grey.png")
+    common = {"style_size": 64, "content_layer": "block2_conv2",
+              "style_layers": ["block1_conv1", "block2_conv1"], "style_layer_weights": None}
+    metadata = {"steps": 0, "images_seen": 0, "flags": common, "styles": [
+        {"name": "busy", "flags": {**common, "style_image": str(tmp_path / "busy.png")}},
+        {"name": "grey", "flags": {**common, "style_image": str(tmp_path / "grey.png")}}]}
+    small = {"arch": "mobile", "width_multiplier": 0.25, "num_residual_blocks": 1}
+    save_transformer(multi_style_net(2, **small), str(tmp_path / "nets" / "pair"), metadata)
+    report = tmp_path / "quality.json"
+    result = subprocess.run(
+        [sys.executable, "tools/quality.py", f"--saved_dir={tmp_path / 'nets'}",
+         f"--photos={photos}", "--size=32", f"--json={report}"],
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_TIMEOUT)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    rows = {r["style"]: r for r in json.loads(report.read_text())}
+    assert sorted(rows) == ["pair:busy", "pair:grey"]
+    # The same photos, against each style's own painting.
+    assert rows["pair:busy"]["style_loss_photo"] != rows["pair:grey"]["style_loss_photo"]
+    missing = subprocess.run(
+        [sys.executable, "tools/quality.py", f"--saved_dir={tmp_path / 'nets'}",
+         f"--photos={photos}", "--size=32", "--styles=pair:nope"],
+        cwd=REPO, capture_output=True, text=True, timeout=HANG_TIMEOUT)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "has no style 'nope'" in missing.stderr.strip().splitlines()[-1]

@@ -325,3 +325,75 @@ def test_durations_and_precision_choice(tmp_path):
     assert resolve("bfloat16", "jax", str(avx2)) == "bfloat16"
     if BACKEND == "tensorflow":
         assert resolve("auto", "tensorflow", str(bf16)) == "bfloat16"  # this machine: no GPU
+
+
+def pair_args(workdir, steps, **extra):
+    """tiny_args for one network of the styles a (stripes) and b (a plain painting, with
+    other weights), each from its own flagfile."""
+    Image.fromarray(np.full((40, 40, 3), [200, 80, 30], np.uint8)).save(workdir / "plain.png")
+    (workdir / "a.flags").write_text(f"--style_image={workdir / 'stripes.png'}\n--style_weight=1e-5\n")
+    (workdir / "b.flags").write_text(f"--style_image={workdir / 'plain.png'}\n--style_weight=3e-5\n"
+                                     "--saturation_weight=10\n--name=ignored\n")
+    extra = {"name": "pair", "styles": f"{workdir / 'a.flags'},{workdir / 'b.flags'}", **extra}
+    args = tiny_args(workdir, steps, **extra)
+    return args if "style_image" in extra else [a for a in args if "--style_image=" not in a]
+
+
+def test_several_styles_train_resume_and_stylize_by_name(workdir):
+    result = run_cli(pair_args(workdir, steps=3))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Trained pair for 3 steps" in result.stdout
+    saved = workdir / "savedNets" / "pair"
+    metadata = load_metadata(str(saved))
+    assert [s["name"] for s in metadata["styles"]] == ["a", "b"]
+    a, b = (s["flags"] for s in metadata["styles"])
+    assert (a["style_image"], a["style_weight"], a["saturation_weight"]) == (
+        str(workdir / "stripes.png"), 1e-5, 0.0)
+    assert (b["style_image"], b["style_weight"], b["saturation_weight"]) == (
+        str(workdir / "plain.png"), 3e-5, 10.0)
+    assert a["style_size"] == b["style_size"] == 64  # the command line's, for all
+    assert load_transformer(str(saved)).num_styles == 2
+    # Photos above one row per style.
+    picture = np.asarray(Image.open(workdir / "images" / "pair" / "step_000003.png"))
+    assert picture.shape[0] >= 3 * 32
+    result = run_cli(pair_args(workdir, steps=5))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming pair from its checkpoint at step 3" in result.stderr
+    assert load_metadata(str(saved))["steps"] == 5
+    photo = workdir / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), np.uint8)).save(photo)
+    net, outputs = load_transformer(str(saved)), []
+    for i, style in enumerate(("a", "b")):
+        out = workdir / f"{style}.png"
+        result = run_cli(["perceptual_style.stylize", f"--saved_dir={workdir / 'savedNets'}",
+                          f"--style=pair:{style}", f"--output={out}", str(photo)])
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs.append(np.asarray(Image.open(out), np.float32))
+        expected = keras.ops.convert_to_numpy(net(np.asarray(Image.open(photo), np.float32)[None],
+                                                  style_weights=np.eye(2)[i]))[0]
+        assert np.abs(outputs[-1] - expected).max() <= 1
+    assert np.any(outputs[0] != outputs[1])
+    # Continued from its weights in bfloat16 under a spent --time_budget: one step more.
+    result = run_cli(pair_args(workdir, steps=50, init_from=saved, precision="bfloat16",
+                               time_budget="1s", checkpoint_dir=workdir / "more"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--time_budget reached at step 1 of 50" in result.stdout
+    metadata = load_metadata(str(saved))
+    assert metadata["images_seen"] == 5 * 2 + 2 and metadata["precision"] == "bfloat16"
+    assert [s["name"] for s in metadata["styles"]] == ["a", "b"]
+
+
+@pytest.mark.parametrize("styles,extra,message", [
+    ("{workdir}/a.flags,nope", {}, "no style 'nope'"),
+    ("{workdir}/a.flags,{workdir}/stripes.png", {}, "'{workdir}/stripes.png' is no flagfile"),
+    ("{workdir}/a.flags", {}, "--styles needs at least 2 styles"),
+    ("{workdir}/a.flags,{workdir}/b.flags", {"style_image": "{workdir}/stripes.png"},
+     "leave out --style_image"),
+])
+def test_bad_styles_fail_in_one_line(workdir, styles, extra, message):
+    args = pair_args(workdir, steps=2, styles=styles.format(workdir=workdir),
+                     **{k: v.format(workdir=workdir) for k, v in extra.items()})
+    result = run_cli(args)
+    assert result.returncode == 1
+    assert message.format(workdir=workdir) in last_line(result.stderr)
+    assert "Traceback" not in result.stderr

@@ -11,7 +11,7 @@ from perceptual_style import callbacks as cb
 from perceptual_style.checkpoint import (CHECKPOINT_FILE, checkpoint_step, restore_checkpoint,
                                          save_checkpoint)
 from perceptual_style.data import ImageFolderDataset, list_images
-from perceptual_style.losses import PerceptualLoss
+from perceptual_style.losses import LOSS_NAMES, MultiStylePerceptualLoss, PerceptualLoss
 from perceptual_style.saved_nets import load_transformer, save_transformer
 from perceptual_style.trainer import StyleTransferTrainer
 from perceptual_style.transformer_net import TransformerNet
@@ -165,3 +165,45 @@ def test_progress_bar_of_a_resumed_run_times_only_its_own_steps(monkeypatch, cap
     shown = capsys.readouterr().out
     assert "3s/step" in shown.split("\r")[-1], shown[-300:]
     assert "style*1e-05: 2.0000" in shown
+
+
+def test_each_image_of_a_multi_style_batch_is_judged_by_its_own_style(vgg_weights, photo_dir):
+    """Two styles with their own paintings, layers and weights, one loss network: the
+    batch's losses are the means of each image's losses under its own style's loss."""
+    keras.utils.set_random_seed(0)
+    network = build_loss_network(["block2_conv2", *STYLE_LAYERS], weights=vgg_weights)
+    stripes = PerceptualLoss(network, STRIPES.astype(np.float32), "block2_conv2", STYLE_LAYERS,
+                             content_weight=1.0, style_weight=1e-5, tv_weight=1e-3,
+                             saturation_weight=0.5)
+    plain = PerceptualLoss(network, np.full((40, 40, 3), [200, 80, 30], np.float32),
+                           "block2_conv2", {"block2_conv1": 2.0}, content_weight=2.0,
+                           style_weight=3e-5, tv_weight=1e-2, saturation_weight=0.0)
+    with pytest.raises(ValueError, match="needs a loss for each"):
+        StyleTransferTrainer(TransformerNet(num_styles=3), MultiStylePerceptualLoss([stripes, plain]))
+    trainer = StyleTransferTrainer(TransformerNet(num_styles=2),
+                                   MultiStylePerceptualLoss([stripes, plain]))
+    trainer.transformer.out.conv.bias.assign(np.array([2.5, 0.0, -2.5], np.float32))
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    chosen = np.eye(2, dtype=np.float32)[[0, 1, 1]]
+    losses = {k: float(v) for k, v in trainer(images, style_weights=chosen).items()}
+    alone = []
+    for image, weights, loss in zip(images, chosen, [stripes, plain, plain]):
+        stylized, logits = trainer.transformer(image[None], style_weights=weights[None],
+                                               return_logits=True)
+        alone.append(loss(stylized, loss.content_target(image[None]), logits=logits))
+    for name in LOSS_NAMES:
+        expected = np.mean([float(a[name]) for a in alone])
+        assert np.isclose(losses[name], expected, rtol=1e-4), (name, losses[name], expected)
+    assert float(alone[0]["saturation"]) > 0.05
+    # Image i of the batch at step s learns style (s * batch + i) % 2.
+    schedule = trainer.style_schedule(3, images)["style_weights"]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(schedule), np.eye(2)[[1, 0, 1]])
+    # Fit trains every style's row of the normalization parameters: each batch mixes them.
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    before = trainer.transformer.get_weights()
+    data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=2)
+    history = trainer.fit(data, epochs=1, verbose=0).history
+    assert np.isfinite(history["total"][-1])
+    rows = [(a, b) for a, b in zip(before, trainer.transformer.get_weights()) if a.shape[0] == 2
+            and a.ndim == 2]
+    assert rows and all(np.any(a[i] != b[i]) for a, b in rows for i in range(2))

@@ -15,9 +15,10 @@ layers, layer weights and style image from its metadata:
   blot of 250 is as visible as one of 255, and training's saturation loss (losses.py) stops
   blots near there, so it shows what `clipped` alone would flatter; it also counts a
   painting's own deep blacks, which is why it is not the bar.
-Prints a markdown table of the means over the photos; exits 1 if any style fails.
+Prints a markdown table of the means over the photos; exits 1 if any style fails. A network
+of several styles is measured style by style (NET:STYLE), each with its own recorded loss.
 
-    python tools/quality.py --photos=PHOTOS [--styles=snight,wave]
+    python tools/quality.py --photos=PHOTOS [--styles=snight,wave,paintings:wave]
 """
 
 import json
@@ -32,7 +33,8 @@ from perceptual_style.images import ImageError, load_rgb, resize, to_uint8
 from perceptual_style.losses import content_loss, style_loss
 from perceptual_style.tiling import stylize_image
 
-flags.DEFINE_list("styles", None, "Styles to measure (default: all in --saved_dir).")
+flags.DEFINE_list("styles", None, "Styles to measure, NET:STYLE for one style of a network "
+                  "of several (default: all in --saved_dir, each style of such a network).")
 cli.define_saved_dir(__name__)
 flags.DEFINE_string("photos", None, "Held-out photos (folder or glob); required.")
 flags.DEFINE_integer("num_photos", None, "How many of them (the first, sorted; default all).",
@@ -66,12 +68,25 @@ def clipped_share(photo, stylized, levels=0):
     return float(np.mean(white | black))
 
 
+def each_style(names):
+    """The entries to measure: a network of several styles given as NET is measured as
+    NET:STYLE for each of its styles."""
+    entries = []
+    for name in names:
+        styles = [] if ":" in name else saved_nets.load_metadata(name, FLAGS.saved_dir).get(
+            "styles", [])
+        entries += [f"{name}:{style['name']}" for style in styles] or [name]
+    return entries
+
+
 def measure(name, photos):
     from perceptual_style.style_flags import saved_style_loss
 
-    metadata = saved_nets.load_metadata(name, FLAGS.saved_dir)
-    loss = saved_style_loss(metadata)
-    net = saved_nets.load_transformer(name, FLAGS.saved_dir)
+    path, colon, style = name.rpartition(":")
+    path, style = (path, style) if colon else (name, None)
+    [net] = cli.load_styles([name], FLAGS.saved_dir).values()
+    metadata = saved_nets.load_metadata(path, FLAGS.saved_dir)
+    loss = saved_style_loss(metadata, style)
     rows = []
     for i, photo in enumerate(photos):
         stylized = stylize_image(net, photo)
@@ -108,7 +123,7 @@ def main(argv):
         files = list_images(FLAGS.photos)[: FLAGS.num_photos]
         photos = [load_rgb(f, shorter_side=FLAGS.size) for f in files]
         FLAGS.saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
-        names = FLAGS.styles or saved_nets.list_styles(FLAGS.saved_dir)
+        names = each_style(FLAGS.styles or saved_nets.list_styles(FLAGS.saved_dir))
         results = [measure(name, photos) for name in names]
     except (FileNotFoundError, ImageError, KeyError, ValueError) as e:
         sys.exit(f"quality: error: {e}")
