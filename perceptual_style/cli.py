@@ -139,10 +139,30 @@ def parse_mix(items):
             raise CommandError(f"--mix={','.join(items)}: give STYLE:WEIGHT,... with each style "
                                "once and weights >= 0, e.g. --mix=snight:0.7,wave:0.3")
         weights[style] = weight
+    return blend(weights, f"--mix={','.join(items)}")
+
+
+def blend(weights, given):
+    """`weights` ({style: weight}) scaled to sum to 1: the one check of a blend of styles,
+    for --mix and for the weights sent to a served model (client.py). A one-line
+    CommandError, quoting `given` (how the user wrote them), when a weight is negative or
+    not a number, or all of them are zero."""
+    if not all(0 <= weight < math.inf for weight in weights.values()):  # NaN fails too
+        raise CommandError(f"{given}: the weights must be numbers >= 0")
     total = sum(weights.values())
     if total == 0:
-        raise CommandError(f"--mix={','.join(items)}: the weights are all zero")
+        raise CommandError(f"{given}: the weights are all zero")
     return {style: weight / total for style, weight in weights.items()}
+
+
+def style_vector(network, names, weights):
+    """{style: weight} -> the float32 vector of one weight per style of `names`, the styles
+    of `network` in their order; a one-line CommandError for a style it does not have."""
+    for style in weights:
+        if style not in names:
+            raise CommandError(f"{network} has no style {style!r} "
+                               f"(its styles: {', '.join(names)})")
+    return np.array([weights.get(style, 0.0) for style in names], np.float32)
 
 
 def style_label(entry, mix=None):
@@ -173,12 +193,8 @@ def _chosen(net, entry, names, mix):
     else:
         blends = {style_label(f"{path}:{s}"): {s: 1.0}
                   for s in (names if style is None else [style])}
-    for weights in blends.values():
-        for s in weights:
-            if s not in names:
-                raise CommandError(f"{name} has no style {s!r} (its styles: {', '.join(names)})")
-    return {label: functools.partial(net, style_weights=np.array(
-        [weights.get(s, 0.0) for s in names], np.float32)) for label, weights in blends.items()}
+    return {label: functools.partial(net, style_weights=style_vector(name, names, weights))
+            for label, weights in blends.items()}
 
 
 def load_styles(names, directory, precision="float32", mix=None):
