@@ -15,6 +15,18 @@ Signatures (see serving/README.md for `saved_model_cli show --all`):
 - `stylize_jpeg`: the same, returning JPEG strings (`--jpeg_quality`).
 - `stylize_tensor`: `images`, float32 [batch, height, width, 3] in [0, 255] -> `images`.
 
+A network of several styles keeps these three, applying its first style, so that a request
+written for a single-style model (over REST every instance names every input: a default
+in the signature spares gRPC users only) gets a stylized image. Beside them:
+
+- `stylize_mix`, `stylize_mix_jpeg`, `stylize_mix_tensor`: the same, with `style_weights`,
+  float32 [n or 1, number of styles]: one weight per style in the order of the network's
+  `styles` metadata, one row per image or one for all. Weights must be >= 0, not all zero,
+  and are scaled to sum to 1 (as `stylize --mix` scales them): [0, 1, 0] applies the
+  second style, [0.7, 0, 0.3] blends the first and third.
+- `styles`: `index`, int32 [n] -> `style`, the names of those styles (how a client that
+  knows the number of styles, the width of `style_weights`, learns their names).
+
 Images are checked, decoded and stylized one at a time, in the graph. Bytes that are not a
 JPEG or PNG image, and images over `--max_pixels` (read from the header, before any pixel
 is decoded), fail with an InvalidArgument error naming the image and the problem (HTTP 400
@@ -44,6 +56,12 @@ MAX_PIXELS = 2048 * 2048
 JPEG_QUALITY = 90
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
+# Signature names, by output; a network of several styles has a twin of each that takes
+# style_weights (MIX_SIGNATURES), and STYLES_SIGNATURE.
+SIGNATURES = {"png": "serving_default", "jpeg": "stylize_jpeg", "tensor": "stylize_tensor"}
+MIX_SIGNATURES = {"serving_default": "stylize_mix", "stylize_jpeg": "stylize_mix_jpeg",
+                  "stylize_tensor": "stylize_mix_tensor"}
+STYLES_SIGNATURE = "styles"
 FLAGS = flags.FLAGS
 
 
@@ -66,9 +84,35 @@ def _header_size(data, index):
             lambda: tf.io.extract_jpeg_shape(data)[:2])
 
 
-def _stylize_encoded(net, image_bytes, strength, max_pixels, encode):
+def _style_rows(net, style_weights, count):
+    """`style_weights` [1 or count, net.num_styles], checked and each row scaled to sum to
+    1, broadcast to [count, net.num_styles]."""
+    import tensorflow as tf
+
+    rows, width, n = tf.shape(style_weights)[0], tf.shape(style_weights)[1], net.num_styles
+    checks = [
+        tf.debugging.Assert(tf.logical_or(tf.equal(rows, 1), tf.equal(rows, count)), [
+            tf.strings.format("style_weights has {} rows for {} images: give one, or one per image",
+                              (rows, count))]),
+        # The signature says n columns, but a server feeds tensors as they come.
+        tf.debugging.Assert(tf.equal(width, n), [tf.strings.format(
+            f"style_weights rows have {{}} values for the {n} styles of this model", width)]),
+        tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(style_weights) & (style_weights >= 0)),
+                            [tf.strings.format("style_weights must be numbers >= 0, got {}",
+                                               style_weights)]),
+    ]
+    with tf.control_dependencies(checks):
+        totals = tf.reduce_sum(style_weights, axis=1, keepdims=True)
+    nonzero = tf.debugging.Assert(tf.reduce_all(totals > 0), [tf.strings.format(
+        "style_weights: the weights of a row are all zero, got {}", style_weights)])
+    with tf.control_dependencies([nonzero]):
+        return tf.broadcast_to(style_weights / totals, [count, n])
+
+
+def _stylize_encoded(net, image_bytes, strength, max_pixels, encode, style_weights=None):
     """Decodes, stylizes, blends by `strength` and re-encodes each image on its own, so
-    images of different sizes share a batch and memory holds one image at a time."""
+    images of different sizes share a batch and memory holds one image at a time.
+    `style_weights`: for a network of several styles (see _style_rows)."""
     import tensorflow as tf
 
     count = tf.shape(image_bytes)[0]
@@ -82,8 +126,12 @@ def _stylize_encoded(net, image_bytes, strength, max_pixels, encode):
     with tf.control_dependencies([check, in_range]):
         strength = tf.broadcast_to(tf.reshape(strength, [-1]), [count])
 
+    elements = (tf.range(count), image_bytes, strength)
+    if style_weights is not None:
+        elements += (_style_rows(net, style_weights, count),)
+
     def one(args):
-        index, data, weight = args
+        index, data, weight, *styles = args
         size = tf.cast(_header_size(data, index), tf.int64)
         limit = tf.debugging.Assert(size[0] * size[1] <= max_pixels, [tf.strings.format(
             f"image_bytes[{{}}] is {{}} x {{}} pixels, over the limit of {max_pixels} pixels "
@@ -91,50 +139,94 @@ def _stylize_encoded(net, image_bytes, strength, max_pixels, encode):
         with tf.control_dependencies([limit]):
             photo = tf.io.decode_image(data, channels=3, expand_animations=False)
         photo = tf.cast(photo, tf.float32)[tf.newaxis]
-        stylized = weight * net(photo) + (1.0 - weight) * photo
+        styled = net(photo, style_weights=styles[0] if styles else None)
+        stylized = weight * styled + (1.0 - weight) * photo
         return encode(tf.cast(tf.round(tf.clip_by_value(stylized[0], 0.0, 255.0)), tf.uint8))
 
-    return tf.map_fn(one, (tf.range(count), image_bytes, strength),
-                     fn_output_signature=tf.string, parallel_iterations=1)
+    return tf.map_fn(one, elements, fn_output_signature=tf.string, parallel_iterations=1)
 
 
-def build_archive(net, max_pixels=MAX_PIXELS, jpeg_quality=JPEG_QUALITY):
-    """A `keras.export.ExportArchive` with the three signatures. The archive saves the
-    variables its endpoints read, once each; `archive.track(net)` would save every
-    weight a second time (its Keras variable besides the tf.Variable), doubling the size."""
+def _stylize_tensor(net, images, max_pixels, style_weights=None):
+    """`images` [batch, height, width, 3] stylized as one batch, after the checks of size
+    and values; `style_weights` as in _stylize_encoded."""
+    import tensorflow as tf
+
+    shape = tf.cast(tf.shape(images), tf.int64)
+    limit = tf.debugging.Assert(shape[1] * shape[2] <= max_pixels, [tf.strings.format(
+        f"images are {{}} x {{}} pixels, over the limit of {max_pixels} pixels of this model",
+        (shape[2], shape[1]))])
+    finite = tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(images)), [
+        "images hold NaN or infinite values: give RGB values in [0, 255]"])
+    with tf.control_dependencies([limit, finite]):
+        if style_weights is not None:
+            style_weights = _style_rows(net, style_weights, tf.shape(images)[0])
+        # An empty batch comes back empty (reflection padding refuses empty tensors).
+        return tf.cond(shape[0] > 0, lambda: net(images, style_weights=style_weights),
+                       lambda: images)
+
+
+def build_archive(net, max_pixels=MAX_PIXELS, jpeg_quality=JPEG_QUALITY, styles=None):
+    """A `keras.export.ExportArchive` with the signatures (see the module's docstring);
+    `styles`, the names of a network's several styles in order, adds the `_mix` ones and
+    `styles`. The archive saves the variables its endpoints read, once each;
+    `archive.track(net)` would save every weight a second time (its Keras variable besides
+    the tf.Variable), doubling the size."""
     import keras
     import tensorflow as tf
 
     archive = keras.export.ExportArchive()
-    bytes_spec = [tf.TensorSpec([None], tf.string, name="image_bytes"),
-                  tf.TensorSpec([None], tf.float32, name="strength")]
+    several = net.num_styles > 1
+    if several != (styles is not None) or (several and len(styles) != net.num_styles):
+        raise ValueError(f"a network of {net.num_styles} styles is exported with the names of "
+                         f"its styles, got {styles!r}")
+    image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
+    strength = tf.TensorSpec([None], tf.float32, name="strength")
+    images = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+    style_weights = tf.TensorSpec([None, net.num_styles], tf.float32, name="style_weights")
+    encoders = {SIGNATURES["png"]: tf.io.encode_png,
+                SIGNATURES["jpeg"]: functools.partial(tf.io.encode_jpeg, quality=jpeg_quality)}
+    # What the signatures without style_weights apply: the first style.
+    first = tf.one_hot([0], net.num_styles) if several else None
 
     # The Python defaults become the SignatureDef's defaults: TensorFlow Serving fills in
     # strength=[1.0] when a request leaves it out.
-    def serving_default(image_bytes, strength=tf.constant([1.0])):
-        return {"image_bytes": _stylize_encoded(net, image_bytes, strength, max_pixels,
-                                                tf.io.encode_png)}
+    def encoded(encode):
+        def endpoint(image_bytes, strength=tf.constant([1.0])):
+            return {"image_bytes": _stylize_encoded(net, image_bytes, strength, max_pixels,
+                                                    encode, first)}
+        return endpoint
 
-    def stylize_jpeg(image_bytes, strength=tf.constant([1.0])):
-        encode = functools.partial(tf.io.encode_jpeg, quality=jpeg_quality)
-        return {"image_bytes": _stylize_encoded(net, image_bytes, strength, max_pixels, encode)}
+    def encoded_mix(encode):
+        def endpoint(image_bytes, style_weights, strength=tf.constant([1.0])):
+            return {"image_bytes": _stylize_encoded(net, image_bytes, strength, max_pixels,
+                                                    encode, style_weights)}
+        return endpoint
 
-    def stylize_tensor(images):
-        shape = tf.cast(tf.shape(images), tf.int64)
-        limit = tf.debugging.Assert(shape[1] * shape[2] <= max_pixels, [tf.strings.format(
-            f"images are {{}} x {{}} pixels, over the limit of {max_pixels} pixels of this model",
-            (shape[2], shape[1]))])
-        finite = tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(images)), [
-            "images hold NaN or infinite values: give RGB values in [0, 255]"])
-        with tf.control_dependencies([limit, finite]):
-            # An empty batch comes back empty (reflection padding refuses empty tensors).
-            return {"images": tf.cond(shape[0] > 0, lambda: net(images), lambda: images)}
-
-    archive.add_endpoint("serving_default", serving_default, input_signature=bytes_spec)
-    archive.add_endpoint("stylize_jpeg", stylize_jpeg, input_signature=bytes_spec)
-    archive.add_endpoint("stylize_tensor", stylize_tensor, input_signature=[
-        tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+    for name, encode in encoders.items():
+        archive.add_endpoint(name, encoded(encode), input_signature=[image_bytes, strength])
+    archive.add_endpoint(SIGNATURES["tensor"], lambda images: {
+        "images": _stylize_tensor(net, images, max_pixels, first)}, input_signature=[images])
+    if several:
+        for name, encode in encoders.items():
+            archive.add_endpoint(MIX_SIGNATURES[name], encoded_mix(encode),
+                                 input_signature=[image_bytes, style_weights, strength])
+        archive.add_endpoint(MIX_SIGNATURES[SIGNATURES["tensor"]], lambda images, style_weights: {
+            "images": _stylize_tensor(net, images, max_pixels, style_weights)},
+            input_signature=[images, style_weights])
+        archive.add_endpoint(STYLES_SIGNATURE, lambda index: {"style": _style_names(styles, index)},
+                             input_signature=[tf.TensorSpec([None], tf.int32, name="index")])
     return archive
+
+
+def _style_names(styles, index):
+    """The names of the styles at `index`; an error names the valid range."""
+    import tensorflow as tf
+
+    check = tf.debugging.Assert(tf.reduce_all((index >= 0) & (index < len(styles))), [
+        tf.strings.format(f"style index {{}} out of range: this model has {len(styles)} styles, "
+                          f"0 to {len(styles) - 1}", index)])
+    with tf.control_dependencies([check]):
+        return tf.gather(tf.constant(styles), index)
 
 
 def versions(style_dir):
@@ -145,15 +237,17 @@ def versions(style_dir):
                   if name.isdigit() and os.path.isdir(os.path.join(style_dir, name)))
 
 
-def export_style(net, style_dir, version=None, max_pixels=MAX_PIXELS, jpeg_quality=JPEG_QUALITY):
+def export_style(net, style_dir, version=None, max_pixels=MAX_PIXELS, jpeg_quality=JPEG_QUALITY,
+                 styles=None):
     """Writes `net` as a new version in `style_dir` and returns (version, path).
     Without `version`, the next free one is taken (and the one after that if a
-    concurrent export takes it first); a given `version` must not exist yet."""
+    concurrent export takes it first); a given `version` must not exist yet. `styles`:
+    the names of a network's several styles, in order."""
     taken = cli.CommandError(f"{os.path.join(style_dir, str(version))} exists: a served version "
                              "is never overwritten (leave out --version for the next one)")
     if version is not None and os.path.lexists(os.path.join(style_dir, str(version))):
         raise taken  # before the work of building; publish_directory checks again
-    archive = build_archive(net, max_pixels, jpeg_quality)
+    archive = build_archive(net, max_pixels, jpeg_quality, styles)
     candidates = ([str(version)] if version is not None else
                   (str(v) for v in itertools.count(max(versions(style_dir), default=0) + 1)))
     try:
@@ -211,10 +305,14 @@ def main(argv):
                                            saved_nets.find_saved_dir(FLAGS.saved_dir)):
             started = time.time()
             net = saved_nets.load_transformer(folder)
+            styles = (saved_nets.load_style_names(folder, FLAGS.saved_dir, net.num_styles)
+                      if net.num_styles > 1 else None)
             version, path = export_style(net, os.path.join(FLAGS.models_dir, name), FLAGS.version,
-                                         FLAGS.max_pixels, FLAGS.jpeg_quality)
-            print(f"Exported {name} version {version}: {path} "
-                  f"({directory_size(path) / 1e6:.1f} MB, {time.time() - started:.1f} s)")
+                                         FLAGS.max_pixels, FLAGS.jpeg_quality, styles)
+            print(f"Exported {name} version {version}"
+                  + (f" (styles: {', '.join(styles)})" if styles else "")
+                  + f": {path} ({directory_size(path) / 1e6:.1f} MB, "
+                  f"{time.time() - started:.1f} s)")
     except (ValueError, OSError) as e:  # one line, not a traceback
         sys.exit(f"export: error: {e}")
     return 0

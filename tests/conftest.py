@@ -182,6 +182,21 @@ def exported_model(tiny_style, tmp_path_factory):
     return models, path, net
 
 
+@pytest.fixture(scope="session")
+def exported_multi_style(multi_style_dir, tmp_path_factory):
+    """multi_style_dir's `trio` (styles a, b, c) exported once per session as models/trio/1,
+    with exported_model's pixel limit: (models dir, version path, Keras net, style names)."""
+    from perceptual_style.export import export_style
+    from perceptual_style.saved_nets import load_style_names, load_transformer
+
+    folder = str(multi_style_dir / "trio")
+    net = load_transformer(folder)
+    names = load_style_names(folder, str(multi_style_dir), net.num_styles)
+    models = tmp_path_factory.mktemp("multiModels")
+    _, path = export_style(net, str(models / "trio"), max_pixels=40 * 60, styles=names)
+    return models, path, net, names
+
+
 def encode(array, image_format="PNG"):
     """uint8 RGB array -> encoded image bytes."""
     import io

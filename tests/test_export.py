@@ -94,17 +94,23 @@ def test_strength_blends_and_jpeg_signature(exported_model, signatures):
     assert jpeg.startswith(b"\xff\xd8\xff") and decode(jpeg).shape == original.shape
 
 
-def test_signatures_and_defaults(exported_model):
-    import tensorflow as tf
+def signature_defs(path):
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString(open(os.path.join(exported_model[1], "saved_model.pb"), "rb").read())
-    defs = saved.meta_graphs[0].signature_def
+    saved.ParseFromString(open(os.path.join(path, "saved_model.pb"), "rb").read())
+    return {k: v for k, v in saved.meta_graphs[0].signature_def.items() if not k.startswith("__")}
 
-    def spec(tensor_info):
-        return (tensor_info.dtype, [d.size for d in tensor_info.tensor_shape.dim])
 
+def spec(tensor_info):
+    return (tensor_info.dtype, [d.size for d in tensor_info.tensor_shape.dim])
+
+
+def test_signatures_and_defaults(exported_model):
+    import tensorflow as tf
+
+    defs = signature_defs(exported_model[1])
+    assert set(defs) == {"serving_default", "stylize_jpeg", "stylize_tensor"}
     for name in ("serving_default", "stylize_jpeg"):
         assert defs[name].method_name == "tensorflow/serving/predict"
         assert {k: spec(v) for k, v in defs[name].inputs.items()} == {
@@ -118,6 +124,124 @@ def test_signatures_and_defaults(exported_model):
         "images": (tf.float32.as_datatype_enum, [-1, -1, -1, 3])}
     assert {k: spec(v) for k, v in defs["stylize_tensor"].outputs.items()} == {
         "images": (tf.float32.as_datatype_enum, [-1, -1, -1, 3])}
+
+
+ONE_HOT = [0.0, 1.0, 0.0]
+BLEND = [0.7, 0.0, 0.3]
+
+
+@pytest.fixture(scope="module")
+def multi_signatures(exported_multi_style):
+    import tensorflow as tf
+
+    return tf.saved_model.load(exported_multi_style[1]).signatures
+
+
+def keras_styled(net, images, style_weights):
+    return np.asarray(net(np.asarray(images, np.float32),
+                          style_weights=np.asarray(style_weights, np.float32)))
+
+
+def test_multi_style_tensor_signatures_match_keras(exported_multi_style, multi_signatures):
+    """A one-hot and a blended vector, one for the batch or one per image, give the Keras
+    network's images; weights are scaled to sum to 1; without them, the first style."""
+    net = exported_multi_style[2]
+    images = np.random.default_rng(3).uniform(0, 255, (2, 21, 35, 3)).astype(np.float32)
+    mix = multi_signatures["stylize_mix_tensor"]
+    for weights in (ONE_HOT, BLEND, [7.0, 0.0, 3.0]):
+        served = mix(images=images, style_weights=np.array([weights], np.float32))["images"]
+        expected = keras_styled(net, images, BLEND if weights[0] == 7 else weights)
+        assert np.abs(served.numpy() - expected).max() < TOLERANCE
+    rows = np.array([ONE_HOT, BLEND], np.float32)
+    served = mix(images=images, style_weights=rows)["images"].numpy()
+    assert np.abs(served - keras_styled(net, images, rows)).max() < TOLERANCE
+    first = multi_signatures["stylize_tensor"](images=images)["images"].numpy()
+    assert np.abs(first - keras_styled(net, images, [1.0, 0.0, 0.0])).max() < TOLERANCE
+    # The styles differ by far more than the tolerance, so a wrong one would show.
+    assert np.abs(keras_styled(net, images, ONE_HOT) - keras_styled(net, images, BLEND)).max() > 20
+    empty = mix(images=np.zeros((0, 8, 8, 3), np.float32),
+                style_weights=np.array([ONE_HOT], np.float32))["images"]
+    assert empty.shape == (0, 8, 8, 3)
+
+
+def test_multi_style_image_signatures_match_keras(exported_multi_style, multi_signatures):
+    import tensorflow as tf
+
+    net = exported_multi_style[2]
+    photos = [photo(32, 48), photo(20, 30, seed=1)]
+    rows = np.array([ONE_HOT, BLEND], np.float32)
+    out = multi_signatures["stylize_mix"](image_bytes=tf.constant([encode(p) for p in photos]),
+                                          style_weights=rows, strength=tf.constant([1.0]))
+    for data, original, weights in zip(out["image_bytes"].numpy(), photos, rows):
+        expected = to_uint8(keras_styled(net, original[np.newaxis], weights)[0])
+        assert np.abs(decode(data).astype(int) - expected).max() <= 1
+    # A request written for a single-style model gets the first style.
+    [first] = stylize_bytes(multi_signatures, [encode(photos[0])])
+    expected = to_uint8(keras_styled(net, photos[0][np.newaxis], [1.0, 0.0, 0.0])[0])
+    assert np.abs(decode(first).astype(int) - expected).max() <= 1
+    [jpeg] = multi_signatures["stylize_mix_jpeg"](
+        image_bytes=tf.constant([encode(photos[1])]), style_weights=rows[1:],
+        strength=tf.constant([0.0]))["image_bytes"].numpy()
+    assert jpeg.startswith(b"\xff\xd8\xff") and decode(jpeg).shape == photos[1].shape
+
+
+def test_multi_style_signatures_and_style_names(exported_multi_style, multi_signatures):
+    import tensorflow as tf
+
+    defs = signature_defs(exported_multi_style[1])
+    assert set(defs) == {"serving_default", "stylize_jpeg", "stylize_tensor", "stylize_mix",
+                         "stylize_mix_jpeg", "stylize_mix_tensor", "styles"}
+    string, number = tf.string.as_datatype_enum, tf.float32.as_datatype_enum
+    weights = (number, [-1, 3])
+    for name in ("serving_default", "stylize_jpeg"):
+        assert {k: spec(v) for k, v in defs[name].inputs.items()} == {
+            "image_bytes": (string, [-1]), "strength": (number, [-1])}
+    for name in ("stylize_mix", "stylize_mix_jpeg"):
+        assert {k: spec(v) for k, v in defs[name].inputs.items()} == {
+            "image_bytes": (string, [-1]), "strength": (number, [-1]), "style_weights": weights}
+        assert {k: spec(v) for k, v in defs[name].outputs.items()} == {"image_bytes": (string, [-1])}
+        assert list(defs[name].defaults) == ["strength"]  # the style weights are asked for
+    assert {k: spec(v) for k, v in defs["stylize_mix_tensor"].inputs.items()} == {
+        "images": (number, [-1, -1, -1, 3]), "style_weights": weights}
+    assert {k: spec(v) for k, v in defs["styles"].inputs.items()} == {
+        "index": (tf.int32.as_datatype_enum, [-1])}
+    assert {k: spec(v) for k, v in defs["styles"].outputs.items()} == {"style": (string, [-1])}
+    names = multi_signatures["styles"](index=tf.constant([2, 0, 1]))["style"].numpy().tolist()
+    assert names == [b"c", b"a", b"b"]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"style index \[3\] out of range: this model has 3 styles, 0 to 2"):
+        multi_signatures["styles"](index=tf.constant([3]))
+
+
+@pytest.mark.parametrize("weights,message", [
+    ([[0, 0, 0]], r"style_weights: the weights of a row are all zero, got \[\[0 0 0\]\]"),
+    ([[1, -1, 0]], r"style_weights must be numbers >= 0, got \[\[1 -1 0\]\]"),
+    ([[1, np.nan, 0]], r"style_weights must be numbers >= 0"),
+    ([[1, np.inf, 0]], r"style_weights must be numbers >= 0"),
+    ([ONE_HOT, ONE_HOT], r"style_weights has 2 rows for 3 images: give one, or one per image"),
+])
+def test_bad_style_weights_are_invalid_argument(multi_signatures, weights, message):
+    import tensorflow as tf
+
+    weights = np.array(weights, np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        multi_signatures["stylize_mix"](image_bytes=tf.constant([encode(photo())] * 3),
+                                        style_weights=weights, strength=tf.constant([1.0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        multi_signatures["stylize_mix_tensor"](images=np.zeros((3, 8, 8, 3), np.float32),
+                                               style_weights=weights)
+
+
+def test_style_weights_of_the_wrong_width_are_refused(exported_multi_style):
+    """The signature's shape says 3 columns, which TensorFlow Serving does not enforce:
+    the graph checks them itself."""
+    import tensorflow as tf
+
+    from perceptual_style.export import _style_rows
+
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="style_weights rows have 2 values for the 3 styles of this model"):
+        _style_rows(exported_multi_style[2], tf.constant([[1.0, 0.0]]), 1)
 
 
 def test_weights_are_variables_stored_once(exported_model):
@@ -212,6 +336,26 @@ def test_cli_exports_new_versions_and_never_clobbers(tiny_style, tmp_path):
         f"export: error: {os.path.join(models, 'tiny', '1')} exists: a served version is never "
         "overwritten (leave out --version for the next one)")
     assert digest(os.path.join(models, "tiny", "1")) == before
+
+
+def test_cli_exports_a_network_of_several_styles(multi_style_dir, tmp_path):
+    import shutil
+
+    models = str(tmp_path / "models")
+    result = run_cli(["perceptual_style.export", "--style=trio", f"--saved_dir={multi_style_dir}",
+                      f"--models_dir={models}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Exported trio version 1 (styles: a, b, c): {os.path.join(models, 'trio', '1')} (" \
+        in result.stdout
+    assert "styles" in signature_defs(os.path.join(models, "trio", "1"))
+    (tmp_path / "nameless").mkdir()  # its weights without the metadata that names its styles
+    shutil.copy(multi_style_dir / "trio" / "weights.npz", tmp_path / "nameless")
+    result = run_cli(["perceptual_style.export", f"--style={tmp_path / 'nameless'}",
+                      f"--models_dir={models}"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"export: error: {tmp_path / 'nameless' / 'metadata.json'}: ")
+    assert os.listdir(models) == ["trio"]
 
 
 def test_style_sources_take_their_values_not_the_flag_registry(tiny_style):
