@@ -2,6 +2,8 @@
 
     python -m perceptual_style.client --model=snight --input=photo.jpg --output=snight.png
     python -m perceptual_style.client --model=snight --status      # or --metadata
+    python -m perceptual_style.client --model=paintings --input=photo.jpg --style=wave
+    python -m perceptual_style.client --model=paintings --input=photo.jpg --mix=snight:0.7,wave:0.3
 
 `ServingClient` speaks TensorFlow Serving's documented APIs: REST
 `POST /v1/models/<name>[/versions/<v>]:predict` with `instances` holding `{"b64": ...}`
@@ -13,6 +15,9 @@ queue, a server going down) and refused connections (a server starting) are retr
 exponential backoff; every other failure raises `ServingError` with the server's message.
 `timeout` bounds each attempt as a whole, however slowly a server sends; answers are read
 up to `max_answer_bytes`, and stylized images must decode before they are returned.
+A model of several styles is asked for one of them, or a blend, through its `_mix`
+signatures; the client learns the names of its styles from the model itself and checks a
+choice as `stylize --style/--mix` does (cli.blend, cli.style_vector) before sending it.
 """
 
 import base64
@@ -29,15 +34,16 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 from absl import flags
 from PIL import Image
 
-from perceptual_style import cli, images
+from perceptual_style import cli, export, images
 from perceptual_style.atomic import atomic_write
 
 PROTOCOLS = ("rest", "grpc")
 # Output format -> the exported model's signature (see perceptual_style/export.py).
-SIGNATURES = {"png": "serving_default", "jpeg": "stylize_jpeg"}
+SIGNATURES = {image_format: export.SIGNATURES[image_format] for image_format in ("png", "jpeg")}
 OUTPUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 GRPC_MESSAGE_LIMIT = 2**31 - 1  # TensorFlow Serving's own limit; gRPC's default is 4 MB
 # A 2048 x 2048 PNG, the export's default pixel limit, is at most 12.6 MB, 16.8 MB in
@@ -69,6 +75,14 @@ def _error_text(body):
             return text.strip() or "(empty response)"
         raw = codecs.escape_decode(match.group(1).encode("latin-1", "backslashreplace"))[0]
         return raw.decode("utf-8", "replace")
+
+
+def _json_value(value):
+    """A value of one instance as TensorFlow Serving's REST API takes it: bytes as
+    {"b64": ...}, numbers and rows of them as JSON."""
+    if isinstance(value, bytes):
+        return {"b64": base64.b64encode(value).decode("ascii")}
+    return value.tolist()
 
 
 def _first_line(message):
@@ -164,32 +178,87 @@ class ServingClient:
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
         self.max_answer_bytes = max_answer_bytes
         self._channel = None
+        self._styles = None
 
-    def stylize(self, encoded_images, strength=1.0, image_format="png"):
+    def stylize(self, encoded_images, strength=1.0, image_format="png", style=None):
         """Encoded JPEG/PNG images (bytes) -> the stylized images, encoded as `image_format`
-        (png or jpeg). `strength` in [0, 1] blends the photo (0) with the style (1)."""
+        (png or jpeg). `strength` in [0, 1] blends the photo (0) with the style (1).
+        `style`, for a model of several styles (default: its first): see `style_weights`."""
         if image_format not in SIGNATURES:
             raise ValueError(f"image_format must be one of {sorted(SIGNATURES)}, got {image_format!r}")
         encoded_images = list(encoded_images)
-        strengths = [float(strength)] * len(encoded_images)
+        count = len(encoded_images)
         signature = SIGNATURES[image_format]
-        if self.protocol == "rest":
-            body = {"signature_name": signature, "instances": [
-                {"image_bytes": {"b64": base64.b64encode(data).decode("ascii")}, "strength": s}
-                for data, s in zip(encoded_images, strengths)]}
-            answer = self._retrying(lambda: self._rest("POST", ":predict", body))
-            # One output per instance: TensorFlow Serving drops its name and b64-encodes
-            # string outputs whose name ends in _bytes.
-            try:
-                stylized = [base64.b64decode(p["b64"]) for p in answer["predictions"]]
-            except (KeyError, TypeError, ValueError) as e:
-                raise ServingError(f"{self._where()}: unexpected predict answer ({e!r})") from None
-        else:
-            stylized = self._retrying(
-                lambda: self._grpc_predict(signature, encoded_images, strengths))
+        inputs = {"image_bytes": np.array(encoded_images, object),
+                  "strength": np.full(count, strength, np.float32)}
+        if style is not None:
+            signature = export.MIX_SIGNATURES[signature]
+            inputs["style_weights"] = np.tile(self.style_weights(style), (count, 1))
+        # One output per instance: TensorFlow Serving drops its name and b64-encodes
+        # string outputs whose name ends in _bytes.
+        stylized = self._predict(signature, inputs, "image_bytes",
+                                 lambda p: base64.b64decode(p["b64"]))
         for index, data in enumerate(stylized):
             self._check_image(index, data, PIL_FORMATS[image_format])
         return stylized
+
+    def styles(self):
+        """The names of the model's styles, in the order of its style weights; [] for a
+        model of one style. Read once (the model's signatures, then its `styles` one)."""
+        if self._styles is None:
+            signatures = self.metadata()["metadata"]["signature_def"]["signature_def"]
+            mix = signatures.get(export.MIX_SIGNATURES[SIGNATURES["png"]])
+            if mix is None:
+                self._styles = []
+            else:
+                try:
+                    count = int(mix["inputs"]["style_weights"]["tensor_shape"]["dim"][1]["size"])
+                except (KeyError, IndexError, TypeError, ValueError) as e:
+                    raise ServingError(f"{self._where()}: unexpected signature ({e!r})") from None
+                names = self._predict(export.STYLES_SIGNATURE,
+                                      {"index": np.arange(count, dtype=np.int32)}, "style",
+                                      str.encode)
+                self._styles = [name.decode() for name in names]
+        return self._styles
+
+    def style_weights(self, style):
+        """What a model of several styles is sent for `style`: a style's name, a blend
+        {style: weight, ...}, or one weight per style in the order of `styles()`; weights
+        are >= 0, not all zero, and scaled to sum to 1 (float32, one per style). A style
+        the model lacks, a vector of the wrong length, a negative weight or all zero is a
+        one-line ValueError, as is any style for a model of one."""
+        names = self.styles()
+        try:
+            if not names:
+                raise cli.CommandError(f"{self._where()} has one style: it takes no style or blend")
+            if isinstance(style, str):
+                style = {style: 1.0}
+            if not isinstance(style, dict):
+                vector = [float(weight) for weight in style]
+                if len(vector) != len(names):
+                    raise cli.CommandError(f"style weights {vector}: {len(vector)} values for the "
+                                           f"{len(names)} styles of {self._where()} "
+                                           f"({', '.join(names)})")
+                style = cli.blend(dict(zip(names, vector)), f"style weights {vector}")
+            return cli.style_vector(self._where(), names, cli.blend(style, f"blend {style}"))
+        except cli.CommandError as e:
+            raise ValueError(str(e)) from None
+
+    def _predict(self, signature, inputs, output, from_json):
+        """The string output `output` of `signature` run on `inputs`, {alias: NumPy array
+        with one row per instance}, as a list of bytes; `from_json` reads one from a REST
+        prediction."""
+        if self.protocol == "grpc":
+            return self._retrying(lambda: self._grpc_predict(signature, inputs, output))
+        count = len(next(iter(inputs.values())))
+        body = {"signature_name": signature, "instances": [
+            {alias: _json_value(values[i]) for alias, values in inputs.items()}
+            for i in range(count)]}
+        answer = self._retrying(lambda: self._rest("POST", ":predict", body))
+        try:
+            return [from_json(p) for p in answer["predictions"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ServingError(f"{self._where()}: unexpected predict answer ({e!r})") from None
 
     def _check_image(self, index, data, image_format):
         try:
@@ -327,21 +396,23 @@ class ServingClient:
             raise ServingError(f"{self._where()}: {code.name}: {_first_line(e.details() or '')}",
                                code.name, retryable=code == grpc.StatusCode.UNAVAILABLE) from None
 
-    def _grpc_predict(self, signature, encoded_images, strengths):
+    def _grpc_predict(self, signature, inputs, output):
+        """The string tensor `output` of `signature` run on `inputs` (see `_predict`)."""
         from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
         from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-        def vector(dtype, **values):
-            shape = tensor_shape_pb2.TensorShapeProto(
-                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(encoded_images))])
-            return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, **values)
-
         request = predict_pb2.PredictRequest()
         self._fill_spec(request.model_spec, signature)
-        request.inputs["image_bytes"].CopyFrom(vector(types_pb2.DT_STRING, string_val=encoded_images))
-        request.inputs["strength"].CopyFrom(vector(types_pb2.DT_FLOAT, float_val=strengths))
+        for alias, values in inputs.items():
+            shape = tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in values.shape])
+            flat = values.ravel().tolist()
+            tensor = (dict(dtype=types_pb2.DT_STRING, string_val=flat) if values.dtype == object
+                      else dict(dtype=types_pb2.DT_INT32, int_val=flat) if values.dtype == np.int32
+                      else dict(dtype=types_pb2.DT_FLOAT, float_val=flat))
+            request.inputs[alias].CopyFrom(tensor_pb2.TensorProto(tensor_shape=shape, **tensor))
         stub = prediction_service_pb2_grpc.PredictionServiceStub(self._grpc_channel())
-        return list(self._grpc_call(stub.Predict, request).outputs["image_bytes"].string_val)
+        return list(self._grpc_call(stub.Predict, request).outputs[output].string_val)
 
 
 def image_file_bytes(path):
@@ -375,6 +446,10 @@ def define_flags():
                         "or .jpg. Default: <input name>_<model>.png beside the input.")
     flags.DEFINE_float("strength", 1.0, "Style strength: 0 returns the photo, 1 the full style.",
                        lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_string("style", None, "Of a model of several styles, the one to apply "
+                        "(default: its first).")
+    flags.DEFINE_list("mix", None, "Of a model of several styles, a blend: STYLE:WEIGHT,... "
+                      "(weights >= 0, scaled to sum to 1), e.g. snight:0.7,wave:0.3.")
     flags.DEFINE_float("timeout", 60.0, "Seconds each attempt may take in all, however slowly "
                        "the server answers.", lower_bound=0.001)
     flags.DEFINE_integer("retries", 3, "Retries, with exponential backoff, while the server "
@@ -383,8 +458,14 @@ def define_flags():
     flags.DEFINE_bool("metadata", False, "Print the model's signatures (JSON) and exit.")
 
 
+def style_label():
+    """What the output is named by: the model, MODEL-STYLE, or MODEL-STYLE0.7+..."""
+    return cli.style_label(f"{FLAGS.model}:{FLAGS.style}" if FLAGS.style else FLAGS.model,
+                           FLAGS.mix)
+
+
 def output_path():
-    path = FLAGS.output or f"{os.path.splitext(FLAGS.input)[0]}_{FLAGS.model}.png"
+    path = FLAGS.output or f"{os.path.splitext(FLAGS.input)[0]}_{style_label()}.png"
     if os.path.splitext(path)[1].lower() not in OUTPUT_FORMATS:
         raise ValueError(f"--output must end in {', '.join(OUTPUT_FORMATS)}: {path}")
     return path
@@ -395,6 +476,9 @@ def main(argv):
         sys.exit("client: error: --model is required (see --helpfull)")
     if not (FLAGS.status or FLAGS.metadata or FLAGS.input):
         sys.exit("client: error: give --input=IMAGE, --status or --metadata (see --helpfull)")
+    if FLAGS.style and FLAGS.mix:
+        sys.exit("client: error: give --style or --mix, not both")
+    style = cli.parse_mix(FLAGS.mix) if FLAGS.mix else FLAGS.style  # a one-line CommandError
     if FLAGS.protocol == "grpc":  # its protos load TensorFlow, whose start-up lines are not ours
         cli.import_quietly(["tensorflow_serving.apis.prediction_service_pb2_grpc"])
     client = ServingClient(FLAGS.model, FLAGS.model_version, FLAGS.protocol, FLAGS.rest_url,
@@ -407,11 +491,11 @@ def main(argv):
             path = output_path()
             started = time.time()
             [stylized] = client.stylize([image_file_bytes(FLAGS.input)], FLAGS.strength,
-                                        OUTPUT_FORMATS[os.path.splitext(path)[1].lower()])
+                                        OUTPUT_FORMATS[os.path.splitext(path)[1].lower()], style)
             atomic_write(path, lambda f: f.write(stylized))
     except (ServingError, ValueError, OSError) as e:  # ImageError is a ValueError
         sys.exit(f"client: error: {e}")
-    print(f"Stylized {FLAGS.input} with {FLAGS.model} over {FLAGS.protocol} in "
+    print(f"Stylized {FLAGS.input} with {style_label()} over {FLAGS.protocol} in "
           f"{time.time() - started:.2f} s: {path}")
     return 0
 

@@ -21,10 +21,11 @@ PROTOCOLS = ["rest", "grpc"]
 
 
 @pytest.fixture(scope="module")
-def server(exported_model):
+def server(exported_model, exported_multi_style):
     from fake_model_server import FakeModelServer
 
-    with FakeModelServer({"tiny": os.path.join(exported_model[0], "tiny")}) as running:
+    with FakeModelServer({"tiny": os.path.join(exported_model[0], "tiny"),
+                          "trio": os.path.join(exported_multi_style[0], "trio")}) as running:
         yield running
 
 
@@ -133,6 +134,65 @@ def test_timeout(server, connect, protocol):
     assert time.monotonic() - started < 60  # not retried: a retry would wait 60 s first
 
 
+def keras_uint8(net, image, style_weights):
+    weights = np.asarray(style_weights, np.float32)
+    return to_uint8(np.asarray(net(image[np.newaxis].astype(np.float32), style_weights=weights))[0])
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_style_or_a_blend_of_a_multi_style_model(exported_multi_style, connect, protocol):
+    """By name, as a blend of names, or as a vector: the Keras network's image; without a
+    style, the model's first; the styles differ, so a wrong choice would show."""
+    net = exported_multi_style[2]
+    client = connect(protocol, model="trio")
+    assert client.styles() == ["a", "b", "c"]
+    assert connect(protocol).styles() == []  # tiny: one style
+    original = photo(24, 36)
+    results = {}
+    for style, weights in [(None, [1, 0, 0]), ("b", [0, 1, 0]), ({"a": 7, "c": 3}, [0.7, 0, 0.3]),
+                           ([0.7, 0, 0.3], [0.7, 0, 0.3])]:
+        [data] = client.stylize([encode(original)], style=style)
+        results[str(style)] = decode(data).astype(int)
+        assert np.abs(results[str(style)] - keras_uint8(net, original, weights)).max() <= 1
+    assert np.abs(results["b"] - results["None"]).max() > 20
+    [jpeg] = client.stylize([encode(original)] * 2, image_format="jpeg", style="c")[1:]
+    assert jpeg.startswith(b"\xff\xd8\xff") and decode(jpeg).shape == original.shape
+
+
+@pytest.mark.parametrize("model,style,message", [
+    ("trio", "z", "model trio has no style 'z' (its styles: a, b, c)"),
+    ("trio", {"a": 0.5, "z": 0.5}, "model trio has no style 'z' (its styles: a, b, c)"),
+    ("trio", [1, 0], "style weights [1.0, 0.0]: 2 values for the 3 styles of model trio (a, b, c)"),
+    ("trio", [0.5, -1, 0], "style weights [0.5, -1.0, 0.0]: the weights must be numbers >= 0"),
+    ("trio", [1, float("nan"), 0], "style weights [1.0, nan, 0.0]: the weights must be numbers >= 0"),
+    ("trio", [0, 0, 0], "style weights [0.0, 0.0, 0.0]: the weights are all zero"),
+    ("trio", {"a": 0, "b": 0}, "blend {'a': 0, 'b': 0}: the weights are all zero"),
+    ("tiny", "a", "model tiny has one style: it takes no style or blend"),
+])
+def test_bad_styles_are_one_line_errors_sent_nowhere(server, connect, model, style, message):
+    client = connect("rest", model=model)
+    client.styles()
+    calls = server.predict_calls
+    with pytest.raises(ValueError) as error:
+        client.stylize([encode(photo())], style=style)
+    assert str(error.value) == message
+    assert server.predict_calls == calls
+
+
+@pytest.mark.parametrize("protocol,status", [("rest", 400), ("grpc", "INVALID_ARGUMENT")])
+def test_the_model_refuses_bad_style_weights_itself(connect, protocol, status):
+    """What a client other than ours sends: checked in the model's graph."""
+    client = connect(protocol, model="trio")
+    inputs = {"image_bytes": np.array([encode(photo())], object),
+              "strength": np.ones(1, np.float32), "style_weights": np.zeros((1, 3), np.float32)}
+    with pytest.raises(ServingError) as error:
+        client._predict("stylize_mix", inputs, "image_bytes", base64.b64decode)
+    assert error.value.status == status
+    assert str(error.value) == (f"model trio: {'HTTP 400' if protocol == 'rest' else status}: "
+                                "assertion failed: [style_weights: the weights of a row are all "
+                                "zero, got [[0 0 0]]]")
+
+
 def http_reply(body, length=None):
     return (b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {len(body) if length is None else length}\r\n\r\n".encode() + body)
@@ -228,6 +288,33 @@ def test_cli_over_rest_needs_no_tensorflow(exported_model, server, tmp_path):
     assert failed.stderr.strip().splitlines() == [
         "client: error: model tiny: answer 0 is not a PNG image (104 bytes)"]
     assert not (tmp_path / "other.png").exists()
+
+
+def test_cli_chooses_and_mixes_styles_without_tensorflow(exported_multi_style, server, tmp_path):
+    net = exported_multi_style[2]
+    original = photo()
+    (tmp_path / "photo.png").write_bytes(encode(original))
+    common = ["--model=trio", f"--rest_url={server.rest_url}", f"--input={tmp_path / 'photo.png'}"]
+    for flag, name, weights in [("--style=b", "photo_trio-b.png", [0, 1, 0]),
+                                ("--mix=a:7,c:3", "photo_trio-a0.7+c0.3.png", [0.7, 0, 0.3])]:
+        result = run_client_without_tensorflow([*common, flag])
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"with {name[6:-4]} over rest" in result.stdout
+        stylized = decode((tmp_path / name).read_bytes()).astype(int)
+        assert np.abs(stylized - keras_uint8(net, original, weights)).max() <= 1
+    for args, message in [
+        (["--style=z"], "model trio has no style 'z' (its styles: a, b, c)"),
+        (["--mix=a:0,b:0"], "--mix=a:0,b:0: the weights are all zero"),
+        (["--mix=a:-1"], "--mix=a:-1: give STYLE:WEIGHT,... with each style once and weights "
+                         ">= 0, e.g. --mix=snight:0.7,wave:0.3"),
+        (["--style=a", "--mix=a:1"], "give --style or --mix, not both"),
+        (["--model=tiny", "--style=a"], "model tiny has one style: it takes no style or blend"),
+    ]:
+        failed = run_client_without_tensorflow([*common, *args])
+        assert failed.returncode == 1
+        assert failed.stderr.strip().splitlines() == [f"client: error: {message}"]
+    assert sorted(os.listdir(tmp_path)) == ["photo.png", "photo_trio-a0.7+c0.3.png",
+                                            "photo_trio-b.png"]
 
 
 def test_cli_over_grpc_sends_upright_pictures(exported_model, server, tmp_path, monkeypatch):
