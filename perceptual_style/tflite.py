@@ -10,7 +10,10 @@ allowed; the converted flatbuffer's op codes are checked again, so no build need
 Every build has one signature, `stylize`: input `images` [1, height, width, 3] RGB in
 [0, 255] (float32, or uint8 for the `uint8` build), output `stylized`, the same shape and
 range. A fixed-shape build is made from a signature of that shape; the resizable build's
-height and width are -1 (any size, resized before running).
+height and width are -1 (any size, resized before running). A network of several styles
+takes a second input, `style_weights` [number of styles]: one weight per style in the
+order of its `styles` metadata, one-hot to apply a style, a convex combination to blend
+them (float32; in the `uint8` build uint8 too, scale 1/255: round(255 x weight)).
 
 Quantizations (TensorFlow Lite's post-training options):
 - `float32`: no quantization.
@@ -37,6 +40,7 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 SIGNATURE = "stylize"
 INPUT = "images"
+STYLE_WEIGHTS = "style_weights"  # the second input of a network of several styles
 OUTPUT = "stylized"
 QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8", "uint8")
 RESIZABLE = "resizable"  # the size label of a build that takes any height and width
@@ -84,32 +88,47 @@ class TFLiteError(Exception):
 
 def write_saved_model(net, directory, shape=None):
     """Writes `net` as a SavedModel whose `stylize` signature takes images of `shape`
-    (height, width), or of any size when `shape` is None."""
+    (height, width), or of any size when `shape` is None, and the style weights of a
+    network of several styles."""
     import keras
     import tensorflow as tf
 
     height, width = shape or (None, None)
     archive = keras.export.ExportArchive()
-    archive.add_endpoint(SIGNATURE, lambda images: {OUTPUT: net(images)}, input_signature=[
-        tf.TensorSpec([1, height, width, 3], tf.float32, name=INPUT)])
+    images = tf.TensorSpec([1, height, width, 3], tf.float32, name=INPUT)
+    if net.num_styles == 1:
+        archive.add_endpoint(SIGNATURE, lambda images: {OUTPUT: net(images)},
+                             input_signature=[images])
+    else:
+        archive.add_endpoint(
+            SIGNATURE, lambda images, style_weights: {
+                OUTPUT: net(images, style_weights=style_weights)},
+            input_signature=[images, tf.TensorSpec([net.num_styles], tf.float32,
+                                                   name=STYLE_WEIGHTS)])
     archive.write_out(directory, verbose=False)
 
 
-def calibration_batches(images):
-    """Representative (1, h, w, 3) float32 batches from RGB images. One pixel each of 0
-    and 255 makes the calibrated input range the whole [0, 255], so the uint8 build's input
-    scale is 1 and zero point 0: camera pixels go in as they are."""
-    batches = []
+def calibration_batches(images, num_styles=1):
+    """Representative inputs, {input name: array}, from RGB images: (1, h, w, 3) float32
+    batches, each with every style (one-hot) of a network of `num_styles`. One pixel each of
+    0 and 255 makes the calibrated input range the whole [0, 255], so the uint8 build's input
+    scale is 1 and zero point 0: camera pixels go in as they are (and one-hot weights make
+    the style weights' scale 1/255, zero point 0)."""
+    feeds = []
     for image in images:
         batch = np.array(image, np.float32)[None]
         batch[0, 0, 0], batch[0, 0, 1] = 0.0, 255.0
-        batches.append(batch)
-    return batches
+        if num_styles == 1:
+            feeds.append({INPUT: batch})
+        else:
+            feeds += [{INPUT: batch, STYLE_WEIGHTS: row}
+                      for row in np.eye(num_styles, dtype=np.float32)]
+    return feeds
 
 
 def convert(saved_model_dir, quantization, representative_images=None):
     """The TFLite flatbuffer (bytes) of the SavedModel's `stylize` signature.
-    `int8` and `uint8` need `representative_images` (see `calibration_batches`)."""
+    `int8` and `uint8` need `representative_images`, from `calibration_batches`."""
     import tensorflow as tf
 
     if quantization not in QUANTIZATIONS:
@@ -123,7 +142,7 @@ def convert(saved_model_dir, quantization, representative_images=None):
     elif quantization in ("int8", "uint8"):
         if not representative_images:
             raise TFLiteError(f"{quantization} needs representative photos to calibrate on")
-        converter.representative_dataset = lambda: ({INPUT: image} for image in representative_images)
+        converter.representative_dataset = lambda: iter(representative_images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if quantization == "uint8":
             converter.inference_input_type = converter.inference_output_type = tf.uint8
@@ -206,22 +225,41 @@ class Runner:
     def __init__(self, model, threads=THREADS):
         self.interpreter = interpreter(model, threads)
         self.runner = self.interpreter.get_signature_runner(SIGNATURE)
-        self.input_dtype = self.runner.get_input_details()[INPUT]["dtype"]
+        self.inputs = self.runner.get_input_details()
+        self.input_dtype = self.inputs[INPUT]["dtype"]
 
-    def __call__(self, image):
-        """(height, width, 3) -> float32 (height, width, 3) in [0, 255]."""
+    def __call__(self, image, style_weights=None):
+        """(height, width, 3) -> float32 (height, width, 3) in [0, 255]. `style_weights`:
+        those of a build of several styles, float (quantized here for the uint8 build)."""
         batch = np.asarray(image, np.float32)[None]
         if self.input_dtype == np.uint8:
             batch = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
-        return self.runner(**{INPUT: batch})[OUTPUT][0].astype(np.float32)
+        feed = {INPUT: batch}
+        if (style_weights is None) != (STYLE_WEIGHTS not in self.inputs):
+            raise TFLiteError("a build of several styles takes style_weights, one of one style "
+                              "none")
+        if style_weights is not None:
+            feed[STYLE_WEIGHTS] = self._quantized(STYLE_WEIGHTS, style_weights)
+        return self.runner(**feed)[OUTPUT][0].astype(np.float32)
 
-    def latency(self, image, runs=5):
+    def _quantized(self, name, values):
+        """`values` as input `name` takes them: float32, or an integer type by its scale
+        and zero point."""
+        details, values = self.inputs[name], np.asarray(values, np.float32)
+        if not np.issubdtype(details["dtype"], np.integer):
+            return values
+        scale, zero_point = details["quantization"]
+        limits = np.iinfo(details["dtype"])
+        return np.clip(np.rint(values / scale + zero_point), limits.min,
+                       limits.max).astype(details["dtype"])
+
+    def latency(self, image, runs=5, style_weights=None):
         """Median wall time of `runs` runs in seconds, after one warm-up run."""
-        self(image)
+        self(image, style_weights)
         times = []
         for _ in range(runs):
             started = time.perf_counter()
-            self(image)
+            self(image, style_weights)
             times.append(time.perf_counter() - started)
         return statistics.median(times)
 

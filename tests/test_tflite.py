@@ -184,6 +184,65 @@ def test_replicate_build_has_no_mirror_pad(style_net, tmp_path):
     assert tflite.psnr(tflite.Runner(model)(image), keras_output(net, image)) >= 60
 
 
+ONE_HOT = [0.0, 1.0, 0.0]
+BLEND = [0.7, 0.0, 0.3]
+
+
+def keras_styled(net, image, style_weights):
+    return keras.ops.convert_to_numpy(net(np.asarray(image, np.float32)[None],
+                                          style_weights=np.asarray(style_weights, np.float32)))[0]
+
+
+@pytest.fixture(scope="module")
+def multi_builds(multi_style_dir, tmp_path_factory):
+    """The three-style `trio` converted once: {build: flatbuffer} of float32 and uint8 at
+    64x64 and the resizable float32 build, and its Keras network."""
+    net = load_transformer(str(multi_style_dir / "trio"))
+    folder = tmp_path_factory.mktemp("tflite_multi")
+    tflite.write_saved_model(net, str(folder / "fixed"), SIZE)
+    tflite.write_saved_model(net, str(folder / "resizable"))
+    calibration = tflite.calibration_batches([photo(*SIZE, seed=s) for s in range(4)], 3)
+    assert len(calibration) == 12  # every photo with every style
+    return net, {"float32": tflite.convert(str(folder / "fixed"), "float32"),
+                 "uint8": tflite.convert(str(folder / "fixed"), "uint8", calibration),
+                 "resizable": tflite.convert(str(folder / "resizable"), "float32")}
+
+
+def test_multi_style_builds_take_the_style_weights(multi_builds):
+    """LiteRT agrees with Keras for a one-hot and a blended vector, at a fixed size and at
+    another size in the resizable build; the full-integer build stays over its floor."""
+    net, builds = multi_builds
+    for weights in (ONE_HOT, BLEND):
+        for build, size in (("float32", SIZE), ("resizable", (50, 70))):
+            image = photo(*size, seed=30)
+            np.testing.assert_allclose(tflite.Runner(builds[build])(image, weights),
+                                       keras_styled(net, image, weights), atol=0.05)
+        image = photo(*SIZE, seed=31)
+        assert tflite.psnr(tflite.Runner(builds["uint8"])(image, weights),
+                           keras_styled(net, image, weights)) >= tflite.PSNR_FLOORS["uint8"]
+    image = photo(*SIZE, seed=30)
+    assert np.abs(keras_styled(net, image, ONE_HOT) - keras_styled(net, image, BLEND)).max() > 20
+    with pytest.raises(tflite.TFLiteError, match="a build of several styles takes style_weights"):
+        tflite.Runner(builds["float32"])(image)
+
+
+def test_multi_style_signature(multi_builds, builds):
+    _, multi = multi_builds
+    for build, dtype in (("float32", "float32"), ("uint8", "uint8"), ("resizable", "float32")):
+        inputs = tflite.signature_details(multi[build])["inputs"]
+        assert sorted(inputs) == sorted([tflite.INPUT, tflite.STYLE_WEIGHTS])
+        assert inputs[tflite.STYLE_WEIGHTS]["shape"] == [3]
+        assert inputs[tflite.STYLE_WEIGHTS]["dtype"] == dtype
+    # uint8 weights: round(255 x weight), calibrated on one-hot rows.
+    scale, zero_point = tflite.signature_details(multi["uint8"])["inputs"][tflite.STYLE_WEIGHTS][
+        "quantization"]
+    assert abs(scale - 1 / 255) < 1e-6 and zero_point == 0
+    tflite.check_builtin_only(multi["uint8"])
+    assert tflite.gpu_delegate_report(multi["float32"]).startswith("GPU delegate: all ")
+    with pytest.raises(tflite.TFLiteError, match="one of one style none"):
+        tflite.Runner(builds["float32"])(photo(*SIZE), ONE_HOT)
+
+
 def run_tool(*args):
     return subprocess.run([sys.executable, "tools/export_tflite.py", *args], cwd=REPO,
                           env={**os.environ, "PYTHONPATH": REPO}, capture_output=True,
@@ -238,6 +297,26 @@ def test_cli_builds_a_style_in_another_padding(tiny_style, tmp_path):
     # 48x48 is nearly all border): measured, not a floor.
     assert 0 < row["psnr_vs_saved_min"] <= row["psnr_vs_saved_mean"] < 80
     assert "against the saved reflect network: PSNR " in result.stdout
+
+
+def test_cli_builds_and_measures_every_style(multi_style_dir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from PIL import Image
+
+    Image.fromarray(photo(60, 80, seed=0)).save(photos / "p0.png")
+    result = run_tool("--style=trio", f"--saved_dir={multi_style_dir}", "--sizes=48",
+                      "--quantizations=float32,uint8", f"--output_dir={tmp_path / 'out'}",
+                      f"--eval_photos={photos}", f"--calibration_photos={photos}", "--runs=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((tmp_path / "out" / "trio" / "report.json").read_text())
+    assert [r["quantization"] for r in rows] == ["float32", "uint8"]
+    for row in rows:
+        assert row["styles"] == ["a", "b", "c"] and row["psnr_min"] >= row["psnr_floor"]
+        inputs = row["signature"][tflite.SIGNATURE]["inputs"]
+        assert inputs[tflite.STYLE_WEIGHTS]["shape"] == [3]
+    assert "trio 48x48 uint8: GPU delegate: all " in result.stdout
+    assert "PSNR over its styles (a, b, c) and their even blend" in result.stdout
 
 
 @pytest.mark.parametrize("args,message", [

@@ -13,6 +13,8 @@ under its PSNR floor.
 
 `--padding=replicate` (or `zero`) builds a style in another padding with its trained weights,
 as `<style>_<padding>`, and also measures each build against the style as it was saved.
+A network of several styles is built with its style weights as a second input, calibrated
+on every style, and measured on every style and on an even blend of them.
 See docs/mobile.md for the builds, their signature and which one a phone should use.
 """
 
@@ -89,10 +91,22 @@ def build_label(name):
     return f"{name}_{FLAGS.padding}" if FLAGS.padding else name
 
 
+def style_vectors(net):
+    """The style weights a build is measured with: [None] for a network of one style;
+    each style (one-hot) and an even blend of them for one of several."""
+    if net.num_styles == 1:
+        return [None]
+    return [*np.eye(net.num_styles, dtype=np.float32),
+            np.full(net.num_styles, 1 / net.num_styles, np.float32)]
+
+
 def keras_outputs(net, images):
+    """The network's outputs for each image with each of style_vectors, in that order."""
     import keras
 
-    return [keras.ops.convert_to_numpy(net(image[None]))[0] for image in images]
+    return [keras.ops.convert_to_numpy(net(image[None]) if weights is None
+                                       else net(image[None], style_weights=weights))[0]
+            for image in images for weights in style_vectors(net)]
 
 
 def convert_style(name, folder, shapes, eval_photos, calibration_photos, progress):
@@ -100,7 +114,10 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
     from perceptual_style.transformer_net import with_padding
 
     saved = saved_nets.load_transformer(folder)
+    styles = (saved_nets.load_style_names(folder, FLAGS.saved_dir, saved.num_styles)
+              if saved.num_styles > 1 else None)
     net = with_padding(saved, FLAGS.padding) if FLAGS.padding else saved
+    vectors = style_vectors(net)
     name = build_label(name)
     out_dir = os.path.join(FLAGS.output_dir, name)
     rows = []
@@ -114,14 +131,15 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
             references = keras_outputs(net, images)
             originals = keras_outputs(saved, images) if FLAGS.padding else None
             quantizations = [q for q in FLAGS.quantizations if shape or q not in FIXED_ONLY]
-            calibration = (tflite.calibration_batches([fit(p, shape) for p in calibration_photos])
+            calibration = (tflite.calibration_batches([fit(p, shape) for p in calibration_photos],
+                                                      net.num_styles)
                            if shape and set(FIXED_ONLY) & set(quantizations) else None)
             for quantization in quantizations:
                 # The calibrator's and LiteRT's native info lines would cut through the bar.
                 with cli.native_stderr_dropped():
                     model = tflite.convert(saved_model, quantization, calibration)
                     runner = tflite.Runner(model, FLAGS.threads)
-                    outputs = [runner(image) for image in images]
+                    outputs = [runner(image, weights) for image in images for weights in vectors]
                 psnrs = [tflite.psnr(o, r) for o, r in zip(outputs, references)]
                 path = os.path.join(out_dir, tflite.build_name(name, shape, quantization))
                 atomic_write(path, lambda f: f.write(model))
@@ -129,12 +147,15 @@ def convert_style(name, folder, shapes, eval_photos, calibration_photos, progres
                 rows.append({
                     "style": name, "size": label, "measured_at": tflite.size_label(eval_shape),
                     "quantization": quantization, "path": path, "bytes": len(model),
-                    "latency_s": runner.latency(images[0], FLAGS.runs), "threads": FLAGS.threads,
+                    "latency_s": runner.latency(images[0], FLAGS.runs, vectors[0]),
+                    "threads": FLAGS.threads,
                     "psnr_mean": float(np.mean(psnrs)), "psnr_min": float(np.min(psnrs)),
                     "psnr_floor": tflite.PSNR_FLOORS[quantization],
                     "ops": tflite.op_names(model), "signature": {tflite.SIGNATURE: details},
                     "gpu_delegate": tflite.gpu_delegate_report(model),
                 })
+                if styles:  # PSNR over every style and their even blend
+                    rows[-1]["styles"] = styles
                 if originals:  # how far the padding moved it from the style as saved
                     against = [tflite.psnr(o, r) for o, r in zip(outputs, originals)]
                     rows[-1].update(padding=net.padding, saved_padding=saved.padding,
@@ -164,7 +185,9 @@ def print_table(rows):
         against = (f"; against the saved {r['saved_padding']} network: PSNR "
                    f"{r['psnr_vs_saved_mean']:.1f} dB mean ({r['psnr_vs_saved_min']:.1f} min)"
                    if "psnr_vs_saved_mean" in r else "")
-        print(f"{r['style']} {r['size']} {r['quantization']}: {r['gpu_delegate']}{against}")
+        styles = (f"; PSNR over its styles ({', '.join(r['styles'])}) and their even blend"
+                  if "styles" in r else "")
+        print(f"{r['style']} {r['size']} {r['quantization']}: {r['gpu_delegate']}{against}{styles}")
 
 
 def main(argv):
