@@ -164,6 +164,14 @@ class Chosen(NamedTuple):
     strength: float
 
 
+def _say_strength(name, strength, in_parameters):
+    """Tells, for a --strength under 1, how `name` takes it."""
+    if strength < 1:
+        print(f"--strength={strength:g} for {name}: " + (
+            f"in parameter space, towards its {IDENTITY} style" if in_parameters else
+            f"a pixel blend with the photo (it has no {IDENTITY} style)"), file=sys.stderr)
+
+
 def _chosen(net, entry, names, mix, strength):
     """{label: Chosen} for one --style entry: a single-style network as it is; of a
     network of several styles (`names`), each chosen style or the --mix blend, as the
@@ -176,6 +184,7 @@ def _chosen(net, entry, names, mix, strength):
         if style is not None or mix:
             raise CommandError(f"{name} is a network of one style: give --style={name}"
                                + (" without --mix" if mix else ""))
+        _say_strength(name, strength, False)
         return {name: Chosen(net, strength)}
     if mix and style is not None:
         raise CommandError(f"--mix blends the styles of {name}: give --style={name}, "
@@ -191,10 +200,7 @@ def _chosen(net, entry, names, mix, strength):
                 raise CommandError(f"{name} has no style {s!r} (its styles: {', '.join(names)})")
     identity = np.array([s == IDENTITY for s in names], np.float32)
     in_parameters = bool(identity.any())
-    if strength < 1:
-        print(f"--strength={strength:g} for {name}: " + (
-            f"in parameter space, towards its {IDENTITY} style" if in_parameters else
-            f"a pixel blend with the photo (it has no {IDENTITY} style)"), file=sys.stderr)
+    _say_strength(name, strength, in_parameters)
     chosen = {}
     for label, weights in blends.items():
         style_weights = np.array([weights.get(s, 0.0) for s in names], np.float32)

@@ -335,8 +335,11 @@ def test_strength_interpolates_towards_an_identity_style_in_parameter_space(
     pixel = color.finish(tiling.stylize_image(functools.partial(
         duo.func, style_weights=np.array([1, 0], np.float32)), source), source, 0.3)
     assert np.abs(read(tmp_path / "a.png") - pixel).mean() > 1  # not the pixel blend
-    [(net, strength)] = cli.load_styles(["trio:a"], str(multi_style_dir), strength=0.3).values()
-    np.testing.assert_array_equal(net.keywords["style_weights"], [1, 0, 0])
-    assert strength == 0.3
-    assert "--strength=0.3 for trio: a pixel blend with the photo (it has no identity style)" in (
-        capsys.readouterr().err)
+    capsys.readouterr()
+    chosen = cli.load_styles(["trio:a", "solo"], str(multi_style_dir), strength=0.3)
+    np.testing.assert_array_equal(chosen["trio-a"].net.keywords["style_weights"], [1, 0, 0])
+    assert chosen["trio-a"].strength == chosen["solo"].strength == 0.3
+    said = capsys.readouterr().err
+    for name in ("trio", "solo"):
+        assert f"--strength=0.3 for {name}: a pixel blend with the photo (it has no identity " \
+               "style)" in said
