@@ -10,11 +10,12 @@ import math
 import os
 import re
 import sys
+from typing import Callable, NamedTuple
 
 import numpy as np
 from absl import app, flags
 
-from perceptual_style.saved_nets import DEFAULT_DIR
+from perceptual_style.saved_nets import DEFAULT_DIR, IDENTITY
 
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 
@@ -97,8 +98,10 @@ def define_stylize_flags(module_name):
                             "it may also be a file name (photos: .jpg or .png; video: .mp4, "
                             ".mkv, .mov, ...).", module_name=module_name)
         flags.DEFINE_float("strength", 1.0, "How much style: 1 full, 0 the input unchanged; "
-                           "in between, a blend.", lower_bound=0.0, upper_bound=1.0,
-                           module_name=module_name)
+                           "in between, a blend: of the style weights with those of the "
+                           f"network's '{IDENTITY}' style where it has one (parameter space), "
+                           "else of the stylized pixels with the input's.", lower_bound=0.0,
+                           upper_bound=1.0, module_name=module_name)
         flags.DEFINE_bool("preserve_color", False, "Keep the input's colours: transfer only "
                           "the luminance (Gatys et al. 2016).", module_name=module_name)
         flags.DEFINE_integer("tile_size", tiling.TILE_SIZE, "Images (photos, video frames) "
@@ -174,17 +177,35 @@ def style_label(entry, mix=None):
     return name if style is None else f"{name}-{style}"
 
 
-def _chosen(net, entry, names, mix):
-    """{label: network} for one --style entry: a single-style network as it is; of a
+class Chosen(NamedTuple):
+    """A style to apply: `net` (images -> stylized images) and `strength`, the blend with
+    the photo left to color.finish: 1 where `net` took --strength in parameter space."""
+    net: Callable
+    strength: float
+
+
+def _say_strength(name, strength, in_parameters):
+    """Tells, for a --strength under 1, how `name` takes it."""
+    if strength < 1:
+        print(f"--strength={strength:g} for {name}: " + (
+            f"in parameter space, towards its {IDENTITY} style" if in_parameters else
+            f"a pixel blend with the photo (it has no {IDENTITY} style)"), file=sys.stderr)
+
+
+def _chosen(net, entry, names, mix, strength):
+    """{label: Chosen} for one --style entry: a single-style network as it is; of a
     network of several styles (`names`), each chosen style or the --mix blend, as the
-    network with its style weights bound, which tiling calls as any network."""
+    network with its style weights bound, which tiling calls as any network. NET alone
+    chooses each style but the identity (the photo). Where there is an identity style,
+    `strength` moves the weights towards it, and no pixel blend is left."""
     path, style = _split_style(entry)
     name = _network_name(path)
     if not names:
         if style is not None or mix:
             raise CommandError(f"{name} is a network of one style: give --style={name}"
                                + (" without --mix" if mix else ""))
-        return {name: net}
+        _say_strength(name, strength, False)
+        return {name: Chosen(net, strength)}
     if mix and style is not None:
         raise CommandError(f"--mix blends the styles of {name}: give --style={name}, "
                            f"not --style={entry}")
@@ -192,16 +213,27 @@ def _chosen(net, entry, names, mix):
         blends = {style_label(entry, mix): parse_mix(mix)}
     else:
         blends = {style_label(f"{path}:{s}"): {s: 1.0}
-                  for s in (names if style is None else [style])}
-    return {label: functools.partial(net, style_weights=style_vector(name, names, weights))
-            for label, weights in blends.items()}
+                  for s in ([s for s in names if s != IDENTITY] if style is None else [style])}
+    vectors = {label: style_vector(name, names, weights) for label, weights in blends.items()}
+    identity = np.array([s == IDENTITY for s in names], np.float32)
+    in_parameters = bool(identity.any())
+    _say_strength(name, strength, in_parameters)
+    chosen = {}
+    for label, style_weights in vectors.items():
+        if in_parameters:
+            style_weights = (np.float32(strength) * style_weights
+                             + np.float32(1 - strength) * identity)
+        chosen[label] = Chosen(functools.partial(net, style_weights=style_weights),
+                               1.0 if in_parameters else strength)
+    return chosen
 
 
-def load_styles(names, directory, precision="float32", mix=None):
-    """{label: network} of the --style entries `names` (['all']: every network in
-    `directory`), computing in `precision` (a --precision choice), or a one-line
-    CommandError. A network of several styles gives NET-STYLE for each style it is asked
-    for (NET:STYLE, or NET: all of them), or with `mix` (--mix), one blend of them."""
+def load_styles(names, directory, precision="float32", mix=None, strength=1.0):
+    """{label: Chosen} of the --style entries `names` (['all']: every network in
+    `directory`), computing in `precision` (a --precision choice), at --strength
+    `strength`, or a one-line CommandError. A network of several styles gives NET-STYLE
+    for each style it is asked for (NET:STYLE, or NET: all of them but its identity), or
+    with `mix` (--mix), one blend of them."""
     from perceptual_style import saved_nets
     from perceptual_style.precision import resolve
 
@@ -222,7 +254,7 @@ def load_styles(names, directory, precision="float32", mix=None):
                       if net.num_styles > 1 else [])
         except (FileNotFoundError, ValueError) as e:
             raise CommandError(str(e)) from None
-        nets.update(_chosen(net, entry, styles, mix))
+        nets.update(_chosen(net, entry, styles, mix, strength))
     return nets
 
 

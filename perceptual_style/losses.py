@@ -76,7 +76,9 @@ class PerceptualLoss:
     """The total loss of stylized images for one style image, with the style's weights.
 
     `loss_network` maps RGB [0, 255] images to {layer: features} (vgg.build_loss_network);
-    the style's Gram matrices are computed once here, as constants.
+    the style's Gram matrices are computed once here, as constants. With no style layers
+    the style image may be None: a content-only loss, that of a network that reproduces
+    the photo (the identity style, saved_nets.IDENTITY).
     """
 
     def __init__(self, loss_network, style_image, content_layer="block4_conv2",
@@ -87,7 +89,10 @@ class PerceptualLoss:
         self.style_layers = dict(style_layers or {})
         self.content_weight, self.style_weight, self.tv_weight, self.saturation_weight = (
             float(content_weight), float(style_weight), float(tv_weight), float(saturation_weight))
-        features = self.features(np.asarray(style_image, np.float32)[None])
+        if style_image is None and self.style_layers:
+            raise ValueError("style layers need a style image")
+        features = (self.features(np.asarray(style_image, np.float32)[None])
+                    if self.style_layers else {})
         self.style_grams = {layer: np.asarray(ops.convert_to_numpy(gram_matrix(features[layer])))
                             for layer in self.style_layers}
 
@@ -108,13 +113,14 @@ class PerceptualLoss:
         stylized = ops.cast(stylized, "float32")
         if stylized_features is None:
             stylized_features = self.features(stylized)
+        zero = ops.zeros(ops.shape(stylized)[:1] if per_image else (), "float32")
         losses = {
             "content": content_loss(stylized_features[self.content_layer], content_target,
                                     per_image),
-            "style": style_loss(stylized_features, self.style_grams, self.style_layers, per_image),
+            "style": (style_loss(stylized_features, self.style_grams, self.style_layers, per_image)
+                      if self.style_layers else zero),
             "tv": total_variation_loss(stylized, per_image),
-            "saturation": (ops.zeros(ops.shape(stylized)[:1] if per_image else (), "float32")
-                           if logits is None
+            "saturation": (zero if logits is None
                            else saturation_loss(ops.cast(logits, "float32"), per_image)),
         }
         losses["total"] = (self.content_weight * losses["content"]

@@ -37,6 +37,9 @@ _CONFIG_KEY = "config"
 # What a style of a multi-style network may be called: the command line selects it as
 # NET:STYLE and mixes it as STYLE:WEIGHT,..., and output file names carry it.
 _STYLE_NAME = re.compile(r"[\w.-]+")
+# The style of this name is trained on the content loss alone (style_flags): it reproduces
+# the photo, and stylizing interpolates towards it for --strength.
+IDENTITY = "identity"
 
 
 HISTORY_FILE = "history.json"  # a run's sessions so far, beside its checkpoints

@@ -5,7 +5,9 @@ they are recorded in a trained style's metadata. Beside them: where the style im
 from (a path, or a URL checked against --style_sha256), and the one builder of a style's
 PerceptualLoss, from the flags (perceptual_loss), from each flagfile of a network of
 several styles (style_recipes, multi_style_loss) or from a saved style's recorded flags
-(saved_style_loss, for tools/quality.py and tools/benchmark.py).
+(saved_recipe, saved_style_loss, for tools/quality.py and tools/benchmark.py). The style
+name `identity` is reserved: a style of content loss alone, which reproduces the photo
+(stylize's --strength interpolates towards it in parameter space).
 """
 
 import hashlib
@@ -18,6 +20,7 @@ from absl import flags
 from perceptual_style import cli, saved_nets
 from perceptual_style.images import load_rgb
 from perceptual_style.losses import MultiStylePerceptualLoss, PerceptualLoss
+from perceptual_style.saved_nets import IDENTITY
 from perceptual_style.vgg import build_loss_network
 
 FLAGS = flags.FLAGS
@@ -49,6 +52,10 @@ _URL_PREFIXES = ("http://", "https://")
 _NAMES = ("style_image", "style_sha256", "style_size", "content_weight", "style_weight",
           "tv_weight", "saturation_weight", "content_layer", "style_layers",
           "style_layer_weights", "vgg_weights", "pooling")
+# The identity style's recipe over the flags': no painting, content loss only.
+_IDENTITY_RECIPE = {"style_image": None, "style_sha256": None, "style_weight": 0.0,
+                    "tv_weight": 0.0, "saturation_weight": 0.0, "style_layers": [],
+                    "style_layer_weights": []}
 
 
 def _style_file(style):
@@ -109,19 +116,24 @@ def fetch_style_image(source, sha256=None, cache_dir=None):
 def style_recipes(styles):
     """{style name: {loss flag: value}} of the styles of one network: each a style name in
     styles/ or a `.flags` file (named by its file name), its flags over the defaults and
-    under those given on the command line, which apply to all."""
+    under those given on the command line, which apply to all; or IDENTITY, the flags'
+    content loss alone."""
     command_line = {name: (FLAGS[name].value, FLAGS[name].present) for name in _NAMES}
 
     def restore():
         for name, (value, present) in command_line.items():
             FLAGS[name].value, FLAGS[name].present = value, present
 
-    paths = [_style_file(style) for style in styles]
-    for style, path in zip(styles, paths):
-        if not path.endswith(".flags"):
+    paths = [None if style == IDENTITY else _style_file(style) for style in styles]
+    names = [IDENTITY if path is None else os.path.splitext(os.path.basename(path))[0]
+             for path in paths]
+    for style, path, name in zip(styles, paths, names):
+        if path is not None and not path.endswith(".flags"):
             raise cli.CommandError(f"style {style!r} is no flagfile: name one in {STYLES_DIR}/ "
                                    "or a .flags file")
-    names = [os.path.splitext(os.path.basename(path))[0] for path in paths]
+        if path is not None and name == IDENTITY:
+            raise cli.CommandError(f"{path}: the style name {IDENTITY!r} is reserved for the "
+                                   "identity style (content loss only): rename the file")
     try:
         saved_nets.style_names({"styles": [{"name": name} for name in names]}, len(names))
     except ValueError as e:  # repeated, or unfit for NET:STYLE
@@ -130,18 +142,43 @@ def style_recipes(styles):
     try:
         for name, path in zip(names, paths):
             restore()
-            apply_style(path)
-            recipes[name] = {flag: FLAGS[flag].value for flag in _NAMES}
+            if path is not None:
+                apply_style(path)
+            recipes[name] = flag_recipe()
+            if path is None:
+                recipes[name].update(_IDENTITY_RECIPE)
     finally:
         restore()
     return recipes
 
 
+def style_entry(name, recipe, sha256):
+    """A style's entry in the `styles` list of a network's metadata (see saved_nets)."""
+    return {"name": name, "style_sha256": sha256, "flags": recipe}
+
+
+def flag_recipe():
+    """{loss flag: value} as the flags give them: the recipe of a single-style training."""
+    return {name: FLAGS[name].value for name in _NAMES}
+
+
 def style_image(recipe=None):
     """(local path, float32 RGB array) of `recipe`'s style image (default: the flags'
-    --style_image), scaled by its --style_size."""
-    recipe = recipe or {name: FLAGS[name].value for name in _NAMES}
-    path = fetch_style_image(recipe["style_image"], recipe["style_sha256"])
+    --style_image), scaled by its --style_size; (None, None) for the identity style. A
+    relative path that is not found here is taken from this package's checkout, as
+    styles/*.flags write it (a saved style's recipe, used from another folder)."""
+    recipe = recipe or flag_recipe()
+    source = recipe["style_image"]
+    if source is None and recipe["style_layers"]:
+        raise cli.CommandError("no style image: give --style_image (a saved style: none "
+                               "recorded in its metadata)")
+    if source is None:
+        return None, None
+    in_checkout = os.path.join(CHECKOUT, source)
+    if not source.startswith(_URL_PREFIXES) and not os.path.isfile(source) and os.path.isfile(
+            in_checkout):
+        source = in_checkout
+    path = fetch_style_image(source, recipe["style_sha256"])
     return path, load_rgb(path, max_side=recipe["style_size"] or None).astype(np.float32)
 
 
@@ -196,18 +233,18 @@ def multi_style_loss(recipes, styles):
                                      for recipe, style in zip(recipes, styles)])
 
 
-def perceptual_loss(style):
-    """The flags' loss (VGG19 included) for `style`, from style_image()."""
-    return _build({name: FLAGS[name].value for name in _NAMES}, style)
+def perceptual_loss(style, recipe=None):
+    """The loss (VGG19 included) of `recipe` (default: the flags') for `style`, from
+    style_image()."""
+    return _build(recipe or flag_recipe(), style)
 
 
-def saved_style_loss(metadata, style=None):
-    """The loss a saved style was trained with, from the loss flags its metadata recorded
-    (one it did not record takes its default); of a network of several styles, that of
-    its `style`, recorded in its `styles` entry. A relative style image path that is not
-    found here is taken from this package's checkout, as styles/*.flags write it."""
+def saved_recipe(metadata, style=None):
+    """The loss recipe ({loss flag: value}) a saved style was trained with, from the loss
+    flags its metadata recorded (one it did not record takes its default); of a network of
+    several styles, that of its `style`, recorded in its `styles` entry."""
     recipe = {name: FLAGS[name].default for name in _NAMES}
-    recipe.update({k: v for k, v in metadata["flags"].items() if k in _NAMES})
+    recipe.update({k: v for k, v in metadata.get("flags", {}).items() if k in _NAMES})
     if style is not None:
         styles = metadata.get("styles", [])
         entry = [s for s in styles if s.get("name") == style]
@@ -215,8 +252,22 @@ def saved_style_loss(metadata, style=None):
             raise ValueError(f"no style {style!r} recorded (its styles: "
                              f"{', '.join(str(s.get('name')) for s in styles) or 'none'})")
         recipe.update({k: v for k, v in entry[0]["flags"].items() if k in _NAMES})
-    source = recipe["style_image"]
-    if not source.startswith(_URL_PREFIXES) and not os.path.isfile(source):
-        source = os.path.join(CHECKOUT, source)
-    path = fetch_style_image(source, recipe["style_sha256"])
-    return _build(recipe, load_rgb(path, max_side=recipe["style_size"] or None))
+    return recipe
+
+
+def recorded_styles(metadata, num_styles, name):
+    """The `styles` entries of a saved network of `num_styles` styles (a ValueError line
+    when its metadata does not name them). A network of one style records none: it gets
+    one, named by its metadata's `name` (else `name`), with its painting's SHA-256 and its
+    recipe, as a network grown from it records its first style."""
+    if num_styles > 1:
+        saved_nets.style_names(metadata, num_styles)
+        return list(metadata["styles"])
+    return [style_entry(metadata.get("name") or name, saved_recipe(metadata),
+                        metadata.get("style_sha256"))]
+
+
+def saved_style_loss(metadata, style=None):
+    """The loss a saved style was trained with (saved_recipe), for its style image."""
+    recipe = saved_recipe(metadata, style)
+    return _build(recipe, style_image(recipe)[1])

@@ -105,7 +105,7 @@ def stylize_all(nets, sources, failures, sheet_rows):
         alpha = image.getchannel("A") if image.mode == "RGBA" else None
         photo = np.asarray(composite_on_white(image), np.uint8)
         row = [fit_height(photo, 192)] if sheet_rows is not None else None
-        for style, net in nets.items():
+        for style, (net, strength) in nets.items():
             out = output_path(stem, style, alpha is not None, single)
             real = os.path.realpath(out)
             if real in inputs or real in written:
@@ -125,7 +125,7 @@ def stylize_all(nets, sources, failures, sheet_rows):
             try:
                 stylized = tiling.stylize_image(net, photo, FLAGS.tile_size,
                                                 statistics=FLAGS.statistics, progress=progress)
-                result = color.finish(stylized, photo, FLAGS.strength, FLAGS.preserve_color)
+                result = color.finish(stylized, photo, strength, FLAGS.preserve_color)
                 del stylized
                 if alpha is not None:
                     result = np.dstack([result, np.asarray(alpha, np.uint8)])
@@ -151,7 +151,7 @@ def main(argv):
     failures = []
     try:
         nets = cli.load_styles(FLAGS.style, saved_nets.find_saved_dir(FLAGS.saved_dir),
-                               FLAGS.precision, FLAGS.mix)
+                               FLAGS.precision, FLAGS.mix, FLAGS.strength)
         sources = photo_sources(argv[1:], failures)
         if not sources:
             raise cli.CommandError("no photos to stylize: " + "; ".join(failures))

@@ -67,10 +67,11 @@ def make_demo_clip(path):
           f"{DEMO_FRAMES / DEMO_RATE:g} s")
 
 
-def frame_processor(net, temporal, timings=None):
+def frame_processor(net, temporal, timings=None, strength=1.0):
     """`process(frames)` for video.transcode: the network over the batch (tiled when
-    large), the temporal blend and the colour controls, frame by frame. `timings`, if
-    given, adds up the seconds spent in the network and in the blend."""
+    large), the temporal blend and the colour controls (`strength`: the pixel blend with
+    the frame), frame by frame. `timings`, if given, adds up the seconds spent in the
+    network and in the blend."""
     from perceptual_style.video import TemporalBlend
 
     blend = TemporalBlend(temporal)
@@ -85,14 +86,15 @@ def frame_processor(net, temporal, timings=None):
             start = time.perf_counter()
             result = blend(frame, result)
             timings["temporal"] += time.perf_counter() - start
-            results.append(color.finish(result, frame, FLAGS.strength, FLAGS.preserve_color))
+            results.append(color.finish(result, frame, strength, FLAGS.preserve_color))
         return results
 
     return process
 
 
-def stylize(reader, net, out, timings=None):
-    """Writes `reader`'s video stylized by `net` to `out`; returns the frames written."""
+def stylize(reader, net, out, timings=None, strength=1.0):
+    """Writes `reader`'s video stylized by `net` to `out`, blended with it by `strength`
+    (cli.Chosen's); returns the frames written."""
     import keras
 
     from perceptual_style import video
@@ -107,7 +109,7 @@ def stylize(reader, net, out, timings=None):
 
     def write(file):
         written.append(video.transcode(reader, file, file_format,
-                                       frame_processor(net, FLAGS.temporal, timings),
+                                       frame_processor(net, FLAGS.temporal, timings, strength),
                                        batch_size(reader), FLAGS.codec, FLAGS.crf, progress))
         if bar.target != written[0]:  # the header's frame count was off, or missing
             progress(written[0], finalize=True)
@@ -140,12 +142,12 @@ def main(argv):
         with VideoReader(source) as reader:
             cli.import_quietly(["keras"])  # after the checks above, which are instant
             nets = cli.load_styles(FLAGS.style, saved_nets.find_saved_dir(FLAGS.saved_dir),
-                                   FLAGS.precision, FLAGS.mix)
+                                   FLAGS.precision, FLAGS.mix, FLAGS.strength)
             if len(nets) != 1:
                 raise cli.CommandError(f"{style} holds {len(nets)} styles: name one "
                                        f"(--style={FLAGS.style[0]}:STYLE) or blend them (--mix)")
-            [net] = nets.values()
-            frames = stylize(reader, net, out)
+            [(net, strength)] = nets.values()
+            frames = stylize(reader, net, out, strength=strength)
     except VideoError as e:
         raise cli.CommandError(str(e)) from None
     except OSError as e:

@@ -3,7 +3,10 @@
     python -m perceptual_style.train --flagfile=styles/snight.flags \\
         --content_dir=../shared/data/content/train
     python -m perceptual_style.train --styles=snight,wave --name=paintings --content_dir=...
+    python -m perceptual_style.train --add_style=udnie --init_from=savedNets/paintings ...
 
+--add_style grows a trained network by one style, training only that style's
+normalization parameters on its frozen convolutions, so its other styles stay as they were.
 Rerunning the same command after an interruption (Ctrl-C, SIGTERM, SIGKILL) resumes from
 the last checkpoint. Final weights go to `savedNets/<name>/`, progress pictures to
 `images/<name>/`, TensorBoard logs to `logs/<name>/`. The backend is Keras' own choice
@@ -13,6 +16,7 @@ the last checkpoint. Final weights go to `savedNets/<name>/`, progress pictures 
 import os
 import sys
 import time
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -28,7 +32,8 @@ from perceptual_style.images import ImageError, cover, load_rgb
 from perceptual_style.losses import LOSS_NAMES
 from perceptual_style.summaries import SummaryWriter
 from perceptual_style.trainer import StyleTransferTrainer
-from perceptual_style.transformer_net import TransformerNet
+from perceptual_style.transformer_net import (TransformerNet, add_style, style_network,
+                                              train_normalization_only)
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(style_flags)  # recorded in metadata with the flags below
@@ -37,6 +42,21 @@ flags.DEFINE_list("styles", None, "Train one network of these styles (conditiona
                   "normalization, Dumoulin et al. 2017): at least 2 names of flagfiles in "
                   "styles/ (or .flags files), each giving its style's painting and loss weights; "
                   "loss flags given here apply to all. Not with --style_image.")
+flags.DEFINE_string("add_style", None, "Grow the trained network --init_from names by one "
+                    "style: the name of a flagfile in styles/ (or a .flags file) giving its "
+                    "painting and loss weights, as for --styles, or 'identity' (content loss "
+                    "only: it reproduces the photo, and stylize --strength then interpolates "
+                    "towards it in parameter space). Only the new style's normalization "
+                    "parameters train, on the frozen convolutions, so the other styles come "
+                    "out bit for bit as before. Default --name: <network>-<style>; "
+                    "checkpoints go to <checkpoint_dir>/<name>/add_<style>/.")
+flags.DEFINE_string("add_style_from", None, "Where --add_style's normalization parameters "
+                    "start: the style of this name in --init_from (default: the mean of its "
+                    "styles).")
+flags.DEFINE_bool("finetune_all", False, "With --add_style: train every weight on every "
+                  "style's loss (the old styles' recipes from --init_from's metadata), "
+                  "instead of the new style's normalization parameters alone; the old styles "
+                  "then change too.")
 flags.DEFINE_string("content_dir", None, "Content images: a folder (searched recursively), "
                     "a glob or a file. When unset, --content_tfds is used.")
 flags.DEFINE_string("content_tfds", "coco/2014", "TensorFlow Datasets name for content images "
@@ -185,6 +205,56 @@ def start_from_saved(trainer, name, load):
         return {}
 
 
+class Growth(NamedTuple):
+    """What --add_style grows: --init_from's network, its metadata and its styles'
+    metadata entries; the new style's name and recipe ({loss flag: value}); the style
+    weights (over the old styles) its normalization parameters start from."""
+    base: TransformerNet
+    metadata: dict
+    entries: list
+    style: str
+    recipe: dict
+    start: np.ndarray
+
+    def recipes(self):
+        """{style: recipe} of the styles trained: the new one, after the old ones (their
+        recipes as recorded) with --finetune_all."""
+        old = {**self.metadata, "styles": self.entries}
+        return {**({entry["name"]: style_flags.saved_recipe(old, entry["name"])
+                    for entry in self.entries} if FLAGS.finetune_all else {}),
+                self.style: self.recipe}
+
+
+def growth(name):
+    """The Growth that --add_style asks for, or a one-line CommandError."""
+    directory = init_from_dir(name)
+    try:
+        base = saved_nets.load_transformer(directory)
+        metadata = saved_nets.load_metadata(directory)
+        entries = style_flags.recorded_styles(
+            metadata, base.num_styles, os.path.basename(os.path.normpath(directory)))
+    except (OSError, ValueError) as e:
+        raise cli.CommandError(f"--init_from: {directory}: "
+                               f"{getattr(e, 'strerror', None) or e}") from None
+    names = [entry["name"] for entry in entries]
+    [(style, recipe)] = style_flags.style_recipes([FLAGS.add_style]).items()
+    if style in names:
+        raise cli.CommandError(f"{directory} already has a style {style!r} (its styles: "
+                               f"{', '.join(names)})")
+    try:
+        saved_nets.style_names({"styles": [*entries, {"name": style}]}, len(names) + 1)
+    except ValueError as e:  # a single-style network's name unfit for NET:STYLE
+        raise cli.CommandError(f"--init_from: {directory}: {e}") from None
+    if FLAGS.add_style_from is None:
+        start = np.full(len(names), 1 / len(names), np.float32)
+    elif FLAGS.add_style_from in names:
+        start = np.eye(len(names), dtype=np.float32)[names.index(FLAGS.add_style_from)]
+    else:
+        raise cli.CommandError(f"--add_style_from: {directory} has no style "
+                               f"{FLAGS.add_style_from!r} (its styles: {', '.join(names)})")
+    return Growth(base, metadata, entries, style, recipe, start)
+
+
 def check_not_replacing(name, out_dir, start_step):
     """Training never silently replaces a network it did not start: one it resumes (a
     checkpoint) or continues (--init_from that folder) is its own."""
@@ -212,26 +282,36 @@ def train(name):
         raise cli.CommandError(str(e)) from None
     learning_rate = distribute.learning_rate(placement, FLAGS.batch_size, FLAGS.learning_rate,
                                              FLAGS.scale_learning_rate)
-    # {style name: its loss flags} of a network of several styles; None for one style.
-    recipes = style_flags.style_recipes(FLAGS.styles) if FLAGS.styles else None
-    paintings = ([style_flags.style_image(r) for r in recipes.values()] if recipes
-                 else [style_flags.style_image()])
+    grown = growth(name) if FLAGS.add_style else None
+    # {style name: its loss flags} of the styles the trained network learns.
+    recipes = (grown.recipes() if grown else style_flags.style_recipes(FLAGS.styles)
+               if FLAGS.styles else {name: style_flags.flag_recipe()})
+    paintings = [style_flags.style_image(recipe) for recipe in recipes.values()]
     files, samples = content_source()
 
     keras.utils.set_random_seed(FLAGS.seed)
-    checkpoint_dir = os.path.join(FLAGS.checkpoint_dir, name)
+    checkpoint_dir = os.path.join(FLAGS.checkpoint_dir, name,
+                                  *([f"add_{grown.style}"] if grown else []))
     out_dir = os.path.join(FLAGS.saved_dir, name)
     with placement.scope(), precision.policy(chosen_precision):
+        if grown is None:
+            transformer = TransformerNet(upsampling=FLAGS.upsampling, num_styles=len(recipes))
+        elif FLAGS.finetune_all:
+            transformer = add_style(grown.base, style_network(grown.base, grown.start))
+        else:  # the new style alone, on the frozen convolutions
+            transformer = style_network(grown.base, grown.start)
+            train_normalization_only(transformer)
         loss = (style_flags.multi_style_loss(recipes.values(), [p for _, p in paintings])
-                if recipes else style_flags.perceptual_loss(paintings[0][1]))
-        trainer = StyleTransferTrainer(
-            TransformerNet(upsampling=FLAGS.upsampling, num_styles=len(paintings)), loss)
+                if len(recipes) > 1 else style_flags.perceptual_loss(paintings[0][1],
+                                                                     *recipes.values()))
+        trainer = StyleTransferTrainer(transformer, loss)
         trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
         try:
             start_step = restore_checkpoint(trainer, checkpoint_dir)
         except ValueError as e:
             raise cli.CommandError(str(e)) from None
-        prior = start_from_saved(trainer, name, load=not start_step) if FLAGS.init_from else None
+        prior = (grown.metadata if grown else start_from_saved(trainer, name, load=not start_step)
+                 if FLAGS.init_from else None)
     distribute.check_same_step(placement, start_step)
     check_not_replacing(name, out_dir, start_step)
     if start_step:
@@ -251,9 +331,9 @@ def train(name):
         checkpointer = cb.Checkpointer(checkpoint_dir, FLAGS.checkpoint_every, start_step,
                                        chief=placement.chief)
         # The bar shows the terms of the total; with several styles, each has its own weights.
-        weights = None if recipes else {
-            "content": FLAGS.content_weight, "style": FLAGS.style_weight,
-            "tv": FLAGS.tv_weight, "saturation": FLAGS.saturation_weight}
+        weights = None if len(recipes) > 1 else {
+            term: next(iter(recipes.values()))[f"{term}_weight"]
+            for term in ("content", "style", "tv", "saturation")}
         callbacks = [cb.NonFiniteLossGuard(start_step), checkpointer,
                      cb.ProgressBar(FLAGS.steps, start_step, weights)]
         budget = None
@@ -310,25 +390,44 @@ def train(name):
               "chief writes the checkpoint and the trained network")
         return 0
 
-    if recipes:
-        facts = {"styles": [{"name": style, "style_sha256": style_flags.sha256_of(path),
-                             "flags": recipe}
-                            for (style, recipe), (path, _) in zip(recipes.items(), paintings)]}
+    entries = [style_flags.style_entry(style, recipe, path and style_flags.sha256_of(path))
+               for (style, recipe), (path, _) in zip(recipes.items(), paintings)]
+    network = trainer.transformer
+    if grown:
+        facts = {"styles": grown.entries + entries[-1:]}
+        if not FLAGS.finetune_all:
+            network = add_style(grown.base, trainer.transformer)
+    elif FLAGS.styles:
+        facts = {"styles": entries}
     else:
-        facts = {"style_sha256": style_flags.sha256_of(paintings[0][0])}
+        facts = {"style_sha256": entries[0]["style_sha256"]}
     metadata = saved_nets.trained_metadata(
         name, {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])},
         run, final_step, sessions, prior, **facts,
         replicas=placement.replicas, learning_rate=learning_rate,
         final_losses={k: history[k][-1] for k in LOSS_NAMES if k in history},
         seconds_per_step=seconds_per_step, skipped_content_images=len(skipped))
-    saved_nets.save_transformer(trainer.transformer, out_dir, metadata)
+    saved_nets.save_transformer(network, out_dir, metadata)
     print(f"\nTrained {name} for {metadata['steps']} steps: {os.path.join(out_dir, saved_nets.WEIGHTS_FILE)}")
     return 0
 
 
+def _stem(path):
+    """A file's name without folder, extension or URL query: a default --name."""
+    return os.path.splitext(os.path.basename(path.split("?")[0]))[0]
+
+
 def main(argv):
-    if FLAGS.styles:
+    if FLAGS.add_style:
+        if FLAGS.style_image or FLAGS.styles:
+            sys.exit("train: error: --add_style takes the style's image from its flagfile: "
+                     "leave out --style_image (and a --flagfile that sets it) and --styles")
+        if not FLAGS.init_from:
+            sys.exit("train: error: --add_style grows a trained network: name it with "
+                     "--init_from")
+    elif FLAGS.finetune_all or FLAGS.add_style_from:
+        sys.exit("train: error: --finetune_all and --add_style_from go with --add_style")
+    elif FLAGS.styles:
         if FLAGS.style_image:
             sys.exit("train: error: --styles takes each style's image from its flagfile: leave "
                      "out --style_image (and a --flagfile that sets it)")
@@ -338,9 +437,10 @@ def main(argv):
     elif not FLAGS.style_image:
         sys.exit("train: error: --style_image is required (or a --flagfile from styles/, or "
                  "--styles); see --helpfull")
-    name = FLAGS.name or ("-".join(os.path.splitext(os.path.basename(s))[0] for s in FLAGS.styles)
-                          if FLAGS.styles else
-                          os.path.splitext(os.path.basename(FLAGS.style_image.split("?")[0]))[0])
+    name = FLAGS.name or (
+        f"{os.path.basename(os.path.normpath(FLAGS.init_from))}-{_stem(FLAGS.add_style)}"
+        if FLAGS.add_style else "-".join(map(_stem, FLAGS.styles)) if FLAGS.styles
+        else _stem(FLAGS.style_image))
     try:
         return train(name)
     except (distribute.DistributeError, ImageError, OSError) as e:  # one line

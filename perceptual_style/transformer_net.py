@@ -18,13 +18,16 @@ MobileNets) and zero "same" padding only.
 Representation for Artistic Style"): every convolution is shared, and each style owns only
 the scale and offset of the instance normalizations (conditional instance normalization).
 It is called as `net(images, style_weights=w)`, w of shape (N,) or (batch, N): one-hot
-picks a style, a convex combination blends them.
+picks a style, a convex combination blends them. A trained network learns a new style by
+its normalization parameters alone (`style_network`, `train_normalization_only`,
+`add_style`): its convolutions, and so its other styles, stay as they were.
 """
 
 import contextlib
 import contextvars
 
 import keras
+import numpy as np
 from keras import ops
 
 PACKAGE = "perceptual_style"
@@ -447,3 +450,57 @@ def with_padding(net, padding):
     copy.build(INPUT_SHAPE)
     copy.set_weights(net.get_weights())
     return copy
+
+
+def _rebuilt(net, num_styles):
+    """A built network of `net`'s architecture with `num_styles` styles, computing in the
+    global dtype policy, as any network created here (a style added to a float32 network
+    trains in bfloat16 within precision.policy)."""
+    copy = TransformerNet.from_config({**net.get_config(), "dtype": None, "num_styles": num_styles})
+    copy.build(INPUT_SHAPE)
+    return copy
+
+
+def is_normalization(variable):
+    """Whether `variable` is an instance normalization's scale or offset: the parameters
+    each style of a network owns."""
+    return variable.path.endswith(("/scale", "/offset"))
+
+
+def _style_rows(net, value):
+    """A normalization parameter's value as (styles, channels) rows, of one style too."""
+    return np.reshape(value, (net.num_styles, -1))
+
+
+def style_network(net, style_weights):
+    """The single-style network of `net`'s convolutions whose normalization parameters are
+    `style_weights` (N,) times `net`'s N styles' (computed in NumPy): one style of it
+    (one-hot), a blend, or where a new style starts (their mean)."""
+    weights = np.asarray(style_weights, np.float32)
+    single = _rebuilt(net, num_styles=1)
+    single.set_weights([weights @ _style_rows(net, w) if is_normalization(v) else w
+                        for v, w in zip(net.weights, net.get_weights())])
+    return single
+
+
+def train_normalization_only(net):
+    """Freezes every weight of `net` but its normalization parameters: a style learned on
+    the convolutions of a trained network leaves its other styles as they were."""
+    for variable in net.weights:
+        variable.trainable = is_normalization(variable)
+
+
+def add_style(net, style):
+    """`net` grown by one style, after its own: every weight of `net` as it was (its
+    styles compute exactly as before), the new style's normalization parameters those of
+    `style`, a single-style network with `net`'s convolutions (a ValueError otherwise:
+    the new style was learned on them)."""
+    if any(not is_normalization(v) and not np.array_equal(w, new) for v, w, new in zip(
+            net.weights, net.get_weights(), style.get_weights())):
+        raise ValueError("the new style's network has other convolutions than the network "
+                         "it is added to")
+    grown = _rebuilt(net, num_styles=net.num_styles + 1)
+    grown.set_weights([np.concatenate([_style_rows(net, w), np.reshape(new, (1, -1))])
+                       if is_normalization(v) else w
+                       for v, w, new in zip(net.weights, net.get_weights(), style.get_weights())])
+    return grown

@@ -102,40 +102,30 @@ def net():
     return model
 
 
-def _is_normalization(variable):
-    return variable.path.endswith(("/scale", "/offset"))
-
-
 def multi_style_net(num_styles=3, seed=0, precision="float32", **config):
     """An untrained network of `num_styles` styles, its weights perturbed and each style's
     normalization parameters drawn well apart (so every layer matters and styles differ)."""
     from perceptual_style.precision import policy
-    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet, is_normalization
 
     keras.utils.set_random_seed(seed)
     with policy(precision):
         model = TransformerNet(num_styles=num_styles, **config)
         model.build(INPUT_SHAPE)
     rng = np.random.default_rng(seed)
-    model.set_weights([w + rng.normal(0, 0.3 if _is_normalization(v) else 0.05, w.shape)
+    model.set_weights([w + rng.normal(0, 0.3 if is_normalization(v) else 0.05, w.shape)
                        .astype(np.float32) for v, w in zip(model.weights, model.get_weights())])
     return model
 
 
 def single_style_twin(model, style_weights):
-    """The single-style network with `model`'s convolutions whose normalization parameters
-    are `style_weights` (N,) times `model`'s (N, channels) rows, computed in NumPy; in
-    `model`'s precision."""
+    """transformer_net.style_network of `model` (its convolutions, normalization
+    parameters `style_weights` (N,) times its rows), in `model`'s precision."""
     from perceptual_style.precision import policy
-    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
+    from perceptual_style.transformer_net import style_network
 
-    with policy(model.compute_dtype):  # its layers too, as saved_nets builds them
-        twin = TransformerNet.from_config({**model.get_config(), "num_styles": 1})
-        twin.build(INPUT_SHAPE)
-    weights = np.asarray(style_weights, np.float32)
-    twin.set_weights([weights @ w if _is_normalization(v) else w
-                      for v, w in zip(model.weights, model.get_weights())])
-    return twin
+    with policy(model.compute_dtype):
+        return style_network(model, style_weights)
 
 
 @pytest.fixture(scope="session")

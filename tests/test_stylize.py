@@ -264,9 +264,10 @@ def test_styles_are_chosen_and_mixed_in_one_place(multi_style_dir):
     styles; the mix's weights are scaled to sum to 1 and name the output."""
     folder = str(multi_style_dir)
     assert list(cli.load_styles(["trio", "solo"], folder)) == ["trio-a", "trio-b", "trio-c", "solo"]
-    [(label, net)] = cli.load_styles(["trio"], folder, mix=["c:1", "a:3"]).items()
+    [(label, (net, strength))] = cli.load_styles(["trio"], folder, mix=["c:1", "a:3"]).items()
     assert label == "trio-c0.25+a0.75" == cli.style_label("trio", ["c:1", "a:3"])
     np.testing.assert_array_equal(net.keywords["style_weights"], [0.75, 0, 0.25])
+    assert strength == 1
     assert cli.style_label(os.path.join(folder, "trio") + ":b") == "trio-b"
 
 
@@ -296,3 +297,49 @@ def test_a_multi_style_network_without_style_names_is_a_one_line_error(tmp_path,
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"stylize: error: {tmp_path / 'nameless' / 'metadata.json'}: No such file or directory")
+
+
+@pytest.fixture(scope="module")
+def identity_dir(tmp_path_factory):
+    """A savedNets folder holding `duo`, a tiny network of a style `a` and an identity."""
+    from conftest import multi_style_net
+
+    folder = tmp_path_factory.mktemp("identityNets")
+    save_transformer(multi_style_net(2, arch="mobile", width_multiplier=0.25,
+                                     num_residual_blocks=1), str(folder / "duo"),
+                     {"styles": [{"name": "a"}, {"name": "identity"}]})
+    return folder
+
+
+def test_strength_interpolates_towards_an_identity_style_in_parameter_space(
+        tmp_path, identity_dir, multi_style_dir, capsys):
+    """With an identity style, --strength s applies s * style + (1 - s) * identity as the
+    style weights and blends no pixels; NET alone leaves the identity out. Without one,
+    the pixel blend stays. Each says which ran."""
+    [(label, (net, strength))] = cli.load_styles(["duo"], str(identity_dir), strength=0.3).items()
+    assert label == "duo-a" and strength == 1
+    np.testing.assert_allclose(net.keywords["style_weights"], [0.3, 0.7], rtol=1e-6)
+    [(net, strength)] = cli.load_styles(["duo"], str(identity_dir), mix=["a:1", "identity:1"],
+                                        strength=0.5).values()
+    np.testing.assert_allclose(net.keywords["style_weights"], [0.25, 0.75], rtol=1e-6)
+    source = photo(36, 44)
+    Image.fromarray(source).save(tmp_path / "photo.png")
+    result = stylize_with(identity_dir, "--style=duo:a", "--strength=0.3",
+                          f"--output={tmp_path / 'a.png'}", tmp_path / "photo.png")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--strength=0.3 for duo: in parameter space, towards its identity style" in result.stderr
+    duo = functools.partial(load_transformer(str(identity_dir / "duo")),
+                            style_weights=np.array([0.3, 0.7], np.float32))
+    expected_image = color.finish(tiling.stylize_image(duo, source), source).astype(np.float64)
+    assert np.abs(read(tmp_path / "a.png") - expected_image).max() <= 1
+    pixel = color.finish(tiling.stylize_image(functools.partial(
+        duo.func, style_weights=np.array([1, 0], np.float32)), source), source, 0.3)
+    assert np.abs(read(tmp_path / "a.png") - pixel).mean() > 1  # not the pixel blend
+    capsys.readouterr()
+    chosen = cli.load_styles(["trio:a", "solo"], str(multi_style_dir), strength=0.3)
+    np.testing.assert_array_equal(chosen["trio-a"].net.keywords["style_weights"], [1, 0, 0])
+    assert chosen["trio-a"].strength == chosen["solo"].strength == 0.3
+    said = capsys.readouterr().err
+    for name in ("trio", "solo"):
+        assert f"--strength=0.3 for {name}: a pixel blend with the photo (it has no identity " \
+               "style)" in said

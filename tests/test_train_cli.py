@@ -14,7 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import BACKEND, HANG_TIMEOUT, REPO, run_cli, served
 from perceptual_style.checkpoint import checkpoint_path, checkpoint_step
-from perceptual_style.saved_nets import load_metadata, load_transformer
+from perceptual_style.saved_nets import load_metadata, load_transformer, save_transformer
+from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet, is_normalization
 
 
 @pytest.fixture
@@ -393,6 +394,97 @@ def test_several_styles_train_resume_and_stylize_by_name(workdir):
 def test_bad_styles_fail_in_one_line(workdir, styles, extra, message):
     args = pair_args(workdir, steps=2, styles=styles.format(workdir=workdir),
                      **{k: v.format(workdir=workdir) for k, v in extra.items()})
+    result = run_cli(args)
+    assert result.returncode == 1
+    assert message.format(workdir=workdir) in last_line(result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def add_args(workdir, steps, style, init_from, **extra):
+    """tiny_args that grow the network `init_from` by `style` (--add_style)."""
+    args = tiny_args(workdir, steps, add_style=style, init_from=init_from, **extra)
+    return [a for a in args if not a.startswith(("--style_image=", "--name="))]
+
+
+def outputs(folder, photo, style_weights=None):
+    kwargs = {} if style_weights is None else {"style_weights": np.float32(style_weights)}
+    return keras.ops.convert_to_numpy(load_transformer(str(folder))(photo, **kwargs))
+
+
+def test_add_style_to_a_single_style_network_keeps_it_bit_for_bit(workdir):
+    """A single-style network grows into one of two: the old style keeps its name, its
+    weights and its outputs bit for bit; the new one's normalization rows alone trained.
+    Resumed in bfloat16 under a spent --time_budget; then --finetune_all adds the
+    identity style, training every weight on every style's loss."""
+    first = run_cli(tiny_args(workdir, steps=2))
+    assert first.returncode == 0, first.stderr[-3000:]
+    base = workdir / "savedNets" / "stripes"
+    pair_args(workdir, steps=1)  # writes a.flags and b.flags
+    result = run_cli(add_args(workdir, 2, workdir / "b.flags", base))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Trained stripes-b for 2 steps" in result.stdout
+    grown = workdir / "savedNets" / "stripes-b"
+    metadata = load_metadata(str(grown))
+    assert [s["name"] for s in metadata["styles"]] == ["stripes", "b"]
+    old, new = (s["flags"] for s in metadata["styles"])
+    assert old["style_image"] == str(workdir / "stripes.png") and old["style_weight"] == 1e-5
+    assert new["style_image"] == str(workdir / "plain.png") and new["saturation_weight"] == 10
+    assert metadata["images_seen"] == 2 * 2 + 2 * 2
+    photo = np.random.default_rng(2).uniform(0, 255, (1, 30, 34, 3)).astype(np.float32)
+    np.testing.assert_array_equal(outputs(grown, photo, [1, 0]), outputs(base, photo))
+    assert np.abs(outputs(grown, photo, [0, 1]) - outputs(base, photo)).mean() > 0.01
+
+    def weights(folder):
+        net = load_transformer(str(folder))
+        return [(is_normalization(v), w) for v, w in zip(net.weights, net.get_weights())]
+
+    for (norm, before), (_, after) in zip(weights(base), weights(grown)):
+        np.testing.assert_array_equal(after[0] if norm else after, before)
+    assert checkpoint_step(str(workdir / "checkpoints" / "stripes-b" / "add_b")) == 2
+    result = run_cli(add_args(workdir, 50, workdir / "b.flags", base, precision="bfloat16",
+                              time_budget="1s"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming stripes-b from its checkpoint at step 2" in result.stderr
+    assert "--time_budget reached at step 3 of 50" in result.stdout
+    np.testing.assert_array_equal(outputs(grown, photo, [1, 0]), outputs(base, photo))
+    assert load_metadata(str(grown))["precision"] == "bfloat16"
+    result = run_cli(add_args(workdir, 1, "identity", grown, finetune_all=True))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = load_metadata(str(workdir / "savedNets" / "stripes-b-identity"))
+    assert [s["name"] for s in metadata["styles"]] == ["stripes", "b", "identity"]
+    identity = metadata["styles"][2]
+    assert identity["style_sha256"] is None and identity["flags"]["style_image"] is None
+    assert (identity["flags"]["style_weight"], identity["flags"]["style_layers"]) == (0, [])
+    assert identity["flags"]["content_layer"] == "block2_conv2"  # the command line's
+    # Every weight trained: the old styles moved too.
+    assert np.abs(outputs(workdir / "savedNets" / "stripes-b-identity", photo, [1, 0, 0])
+                  - outputs(base, photo)).max() > 0
+
+
+@pytest.fixture
+def small_net(workdir):
+    """A saved single-style network named stripes, with a minimal metadata."""
+    net = TransformerNet(width_multiplier=0.25, num_residual_blocks=1)
+    net.build(INPUT_SHAPE)
+    save_transformer(net, str(workdir / "small"), {"name": "stripes", "flags": {}})
+    return workdir / "small"
+
+
+@pytest.mark.parametrize("style,extra,message", [
+    ("nope", {}, "no style 'nope': neither styles/nope.flags nor a file"),
+    ("{workdir}/stripes.flags", {}, "{workdir}/small already has a style 'stripes' "
+     "(its styles: stripes)"),
+    ("identity", {"add_style_from": "zz"}, "--add_style_from: {workdir}/small has no style "
+     "'zz' (its styles: stripes)"),
+    ("identity", {"init_from": ""}, "--add_style grows a trained network: name it with "
+     "--init_from"),
+    ("identity", {"style_image": "{workdir}/stripes.png"}, "leave out --style_image"),
+])
+def test_bad_added_styles_fail_in_one_line(workdir, small_net, style, extra, message):
+    (workdir / "stripes.flags").write_text(f"--style_image={workdir / 'stripes.png'}\n")
+    extra = {k: v.format(workdir=workdir) for k, v in extra.items()}
+    args = add_args(workdir, 2, style.format(workdir=workdir), small_net)
+    args += [f"--{k}={v}" for k, v in extra.items()]
     result = run_cli(args)
     assert result.returncode == 1
     assert message.format(workdir=workdir) in last_line(result.stderr)

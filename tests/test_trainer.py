@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKEND
+from conftest import BACKEND, multi_style_net
 from perceptual_style import callbacks as cb
 from perceptual_style.checkpoint import (CHECKPOINT_FILE, checkpoint_step, restore_checkpoint,
                                          save_checkpoint)
@@ -14,7 +14,8 @@ from perceptual_style.data import ImageFolderDataset, list_images
 from perceptual_style.losses import LOSS_NAMES, MultiStylePerceptualLoss, PerceptualLoss
 from perceptual_style.saved_nets import load_transformer, save_transformer
 from perceptual_style.trainer import StyleTransferTrainer
-from perceptual_style.transformer_net import TransformerNet
+from perceptual_style.transformer_net import (TransformerNet, add_style, is_normalization,
+                                              style_network, train_normalization_only)
 from perceptual_style.vgg import build_loss_network
 from weight_files import damaged_copies
 
@@ -207,3 +208,43 @@ def test_each_image_of_a_multi_style_batch_is_judged_by_its_own_style(vgg_weight
     rows = [(a, b) for a, b in zip(before, trainer.transformer.get_weights()) if a.shape[0] == 2
             and a.ndim == 2]
     assert rows and all(np.any(a[i] != b[i]) for a, b in rows for i in range(2))
+
+
+def test_a_style_added_to_a_trained_network_trains_its_normalization_alone(vgg_weights,
+                                                                          photo_dir):
+    """--add_style's training: the new style's single-style network on the frozen
+    convolutions, here the identity style (content loss only, no painting); grown back,
+    the old styles' outputs are bit for bit the old network's."""
+    base = multi_style_net(2, width_multiplier=0.25, num_residual_blocks=1)
+    new = style_network(base, [0.5, 0.5])
+    train_normalization_only(new)
+    network = build_loss_network(["block2_conv2"], weights=vgg_weights)
+    identity = PerceptualLoss(network, None, "block2_conv2", {}, tv_weight=1e-3)
+    trainer = StyleTransferTrainer(new, identity)
+    assert {id(v) for v in trainer.trainable_variables} == {
+        id(v) for v in new.weights if is_normalization(v)}
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    losses = {k: float(v) for k, v in trainer(images).items()}
+    assert losses["style"] == 0 and losses["content"] > 0
+    assert np.isclose(losses["total"], losses["content"] + 1e-3 * losses["tv"], rtol=1e-6)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
+    before = new.get_weights()
+    data = ImageFolderDataset(list_images(str(photo_dir)), image_size=32, batch_size=2, steps=2)
+    assert np.isfinite(trainer.fit(data, epochs=1, verbose=0).history["total"][-1])
+    for variable, old, trained in zip(new.weights, before, new.get_weights()):
+        if is_normalization(variable):
+            assert np.any(old != trained)
+        else:
+            np.testing.assert_array_equal(old, trained)
+    grown = add_style(base, new)
+
+    def out(net, **kwargs):
+        return keras.ops.convert_to_numpy(net(images, **kwargs))
+
+    for style in range(2):
+        np.testing.assert_array_equal(out(grown, style_weights=np.eye(3, dtype="float32")[style]),
+                                      out(base, style_weights=np.eye(2, dtype="float32")[style]))
+    np.testing.assert_allclose(out(grown, style_weights=np.eye(3, dtype="float32")[2]), out(new),
+                               atol=1e-3)
+    with pytest.raises(ValueError, match="style layers need a style image"):
+        PerceptualLoss(network, None, "block2_conv2", {"block2_conv2": 1.0})

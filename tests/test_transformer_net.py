@@ -12,7 +12,8 @@ from perceptual_style.saved_nets import (load_metadata, load_style_names, load_t
                                          save_transformer)
 from perceptual_style.transformer_net import (INPUT_SHAPE, InstanceNormalization,
                                               PADDINGS, NearestUpsampling2D, Padding2D,
-                                              TransformerNet, pad, with_padding)
+                                              TransformerNet, add_style, is_normalization, pad,
+                                              style_network, with_padding)
 from weight_files import damaged_copies
 
 
@@ -363,3 +364,52 @@ def test_multi_style_network_round_trips_through_saved_nets(tmp_path):
     for weights in (np.eye(3, dtype="float32")[1], np.array([0.6, 0.0, 0.4], "float32")):
         np.testing.assert_allclose(numpy_out(restored, images, style_weights=weights),
                                    numpy_out(net, images, style_weights=weights), atol=0.5)
+
+
+@pytest.mark.parametrize("config", SMALL_CONFIGS[::2])
+def test_an_added_style_leaves_every_old_style_bit_for_bit(config):
+    """add_style grows a network of two styles, or of one, by a style: the old styles'
+    outputs are exactly the old network's, only the new normalization rows are new, and
+    the new style computes as the single-style network it came from."""
+    two = multi_style_net(2, **config)
+    one = style_network(two, [0.0, 1.0])
+    images = np.random.default_rng(12).uniform(0, 255, (2, 21, 26, 3)).astype("float32")
+    for base in (two, one):
+        n = base.num_styles
+        new = style_network(base, np.full(n, 1 / n))
+        rng = np.random.default_rng(n)
+        new.set_weights([w + rng.normal(0, 0.3, w.shape).astype("float32") if is_normalization(v)
+                         else w for v, w in zip(new.weights, new.get_weights())])
+        grown = add_style(base, new)
+        assert grown.num_styles == n + 1
+        for style in range(n):
+            before = (numpy_out(base, images) if n == 1 else
+                      numpy_out(base, images, style_weights=np.eye(n, dtype="float32")[style]))
+            after = numpy_out(grown, images, style_weights=np.eye(n + 1, dtype="float32")[style])
+            np.testing.assert_array_equal(after, before)
+        added = numpy_out(grown, images, style_weights=np.eye(n + 1, dtype="float32")[n])
+        np.testing.assert_allclose(added, numpy_out(new, images), atol=1e-3)
+        other = style_network(multi_style_net(2, seed=1, **config), [1.0, 0.0])
+        with pytest.raises(ValueError, match="has other convolutions than the network"):
+            add_style(base, other)
+        assert np.abs(added - numpy_out(grown, images, style_weights=np.eye(
+            n + 1, dtype="float32")[0])).mean() > 1
+        for variable, old, grown_value, new_value in zip(
+                base.weights, base.get_weights(), grown.get_weights(), new.get_weights()):
+            if is_normalization(variable):
+                np.testing.assert_array_equal(grown_value[:n], np.reshape(old, (n, -1)))
+                np.testing.assert_array_equal(grown_value[n], new_value)
+            else:
+                np.testing.assert_array_equal(grown_value, old)
+
+
+def test_a_new_style_starts_from_the_mean_or_one_of_the_styles():
+    net = multi_style_net(3, **SMALL)
+    for weights, expected in [([1 / 3] * 3, lambda w: w.mean(0)), ([0, 0, 1], lambda w: w[2])]:
+        single = style_network(net, weights)
+        assert single.num_styles == 1
+        pairs = [(value, rows) for variable, value, rows in zip(
+            single.weights, single.get_weights(), net.get_weights()) if is_normalization(variable)]
+        assert pairs and all(rows.shape == (3, value.shape[0]) for value, rows in pairs)
+        for value, rows in pairs:
+            np.testing.assert_allclose(value, expected(rows), atol=1e-6)

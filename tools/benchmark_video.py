@@ -98,7 +98,7 @@ def measure(folder):
               "tile_size": FLAGS.tile_size, "rows": []}
     saved_dir = saved_nets.find_saved_dir(FLAGS.saved_dir)
     for name in FLAGS.nets:
-        [net] = cli.load_styles([name], saved_dir).values()
+        [(net, _)] = cli.load_styles([name], saved_dir).values()
         for size in FLAGS.sizes:
             width, height = map(int, size.split("x"))
             source = clip(folder, width, height, FLAGS.frames)

@@ -84,7 +84,7 @@ def measure(name, photos):
 
     path, colon, style = name.rpartition(":")
     path, style = (path, style) if colon else (name, None)
-    [net] = cli.load_styles([name], FLAGS.saved_dir).values()
+    [(net, _)] = cli.load_styles([name], FLAGS.saved_dir).values()
     metadata = saved_nets.load_metadata(path, FLAGS.saved_dir)
     loss = saved_style_loss(metadata, style)
     rows = []
