@@ -5,7 +5,7 @@ our own lines."""
 
 import contextlib
 import functools
-import importlib
+import importlib.util
 import math
 import os
 import re
@@ -303,11 +303,30 @@ def native_stderr_dropped():
         os.close(saved)
 
 
+def import_tensorflow_without_jax():
+    """Imports TensorFlow, on the TensorFlow backend, without the JAX it would import where
+    JAX is installed (tensorflow/lite/python/util.py, for converting JAX functions, which
+    nothing here does): JAX's library and modules would hold about 100 MiB of every
+    process that stylizes or serves. JAX stays importable afterwards."""
+    if (os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow"
+            or "tensorflow" in sys.modules or "jax" in sys.modules
+            or importlib.util.find_spec("tensorflow") is None):
+        return
+    sys.modules["jax"] = None  # makes `import jax` raise ImportError, which TF expects
+    try:
+        importlib.import_module("tensorflow")
+    finally:
+        del sys.modules["jax"]
+
+
 def import_quietly(modules):
-    """Imports `modules` with TensorFlow's start-up lines and its C++ log lines below errors
-    dropped, unless the user set TF_CPP_MIN_LOG_LEVEL."""
+    """Imports `modules` (which load a backend) with TensorFlow's start-up lines and its
+    C++ log lines below errors dropped, unless the user set TF_CPP_MIN_LOG_LEVEL; TensorFlow
+    first, without JAX."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with native_stderr_dropped():
+        if modules:
+            import_tensorflow_without_jax()
         for name in modules:
             importlib.import_module(name)
 

@@ -11,6 +11,10 @@ import os
 PRECISIONS = ("auto", "float32", "bfloat16")
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# oneDNN's instruction set caps (ONEDNN_MAX_CPU_ISA) under which its bfloat16 kernels are
+# not native: with one of these set, a CPU with bf16 runs as one without.
+_CAPS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                      "AVX512_CORE_VNNI")
 
 
 def _cpuinfo(key, cpuinfo):
@@ -52,6 +56,10 @@ def machine_description(cpuinfo="/proc/cpuinfo"):
 
 
 def native_bf16(cpuinfo="/proc/cpuinfo"):
+    """Whether the CPU multiplies bfloat16 natively, and oneDNN may use it."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", ""))
+    if cap.upper() in _CAPS_WITHOUT_BF16:
+        return False
     return any(flag in cpu_flags(cpuinfo) for flag in _NATIVE_BF16_FLAGS)
 
 

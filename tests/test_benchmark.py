@@ -111,30 +111,46 @@ def test_multiply_accumulates_of_the_mobile_network():
 
 @tensorflow_only
 def test_speed_benchmark_smoke(tmp_path):
-    result = benchmark("--paths=keras,jax,litert_float32", "--sizes=32x32,48x40", "--repeats=1", "--batch=2",
-                       "--throughput_size=32", "--train_backends=tensorflow", "--train_size=32",
-                       "--train_batch=1", "--train_steps=1", "--matmul_size=128",
-                       f"--output_dir={tmp_path}", "--tag=smoke")
+    result = benchmark("--paths=keras,jax,litert_float32", "--sizes=32x32,48x40", "--repeats=1",
+                       "--batches=2,1", "--throughput_size=32", "--train_backends=tensorflow",
+                       "--train_size=32", "--train_batch=1", "--train_steps=1",
+                       "--matmul_size=128", f"--output_dir={tmp_path}", "--tag=smoke")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "speed-smoke.json").read_text())
-    assert positive(report["peak_gflops"])
+    assert positive(report["peaks"]["float32"])
+    assert report["peaks"]["float32"] == max(report["peak"]["numpy_gflops"],
+                                             report["peak"]["tensorflow_gflops"])
+    # bfloat16's peak is measured where the CPU has it natively.
+    assert (report["peaks"]["bfloat16"] is not None) == report["machine"]["native_bf16"]
     assert report["multiply_accumulates"]["32x32"] < report["multiply_accumulates"]["48x40"]
     assert [r["path"] for r in report["inference"]] == ["keras", "jax", "litert_float32"]
     assert [r["backend"] for r in report["inference"]] == ["tensorflow", "jax", "tensorflow"]
     for r in report["inference"]:
+        assert r["precision"] == "float32"
         assert [(s["width"], s["height"]) for s in r["sizes"]] == [(32, 32), (48, 40)]
         for s in r["sizes"]:
             assert all(positive(s[k]) for k in ("seconds", "peak_memory_mib", "gflops",
                                                 "fraction_of_peak"))
-        assert positive(r["throughput"]["images_per_second"])
+            assert s["fraction_of_peak"] == pytest.approx(s["gflops"]
+                                                          / report["peaks"]["float32"])
+        # Each batch of --batches, smallest first, at --throughput_size.
+        assert [(t["batch"], t["size"]) for t in r["throughput"]] == [(1, 32), (2, 32)]
+        for t in r["throughput"]:
+            assert t["images_per_second"] == pytest.approx(t["batch"] / t["seconds"])
+            assert positive(t["peak_memory_mib"])
     # LiteRT's build is converted in a child process: what it measures is the interpreter
     # alone, without TensorFlow's runtime (several hundred MiB) beside it.
     keras_peak, litert_peak = (report["inference"][i]["sizes"][-1]["peak_memory_mib"] for i in (0, 2))
     assert litert_peak < keras_peak / 2, (litert_peak, keras_peak)
-    assert report["machine"]["description"].startswith(report["machine"]["cpu"])
+    machine = report["machine"]
+    assert machine["description"].startswith(machine["cpu"])
+    assert "avx2" in machine["cpu_flags"] and machine["isa"] == "native"
+    assert f"CPU flags: {' '.join(machine['cpu_flags'])}" in result.stdout.splitlines()
     [training] = report["training"]
     assert training["backend"] == "tensorflow" and positive(training["seconds_per_step"])
-    assert "| keras | 48x40 |" in result.stdout and "| jax | 32x32 |" in result.stdout
+    assert "| keras (float32) | 48x40 |" in result.stdout
+    assert "| jax (float32) | 32x32 |" in result.stdout
+    assert "| keras | 2 x 32x32 |" in result.stdout and "| keras | 1 x 32x32 |" in result.stdout
     assert "| tensorflow | 1 x 32x32 |" in result.stdout
     with Image.open(tmp_path / "latency-smoke.png") as plot:
         assert plot.format == "PNG" and plot.size[0] > 100
@@ -143,8 +159,8 @@ def test_speed_benchmark_smoke(tmp_path):
 @tensorflow_only
 def test_speed_benchmark_interleaves_our_paths_with_the_peer(tmp_path, torch_peer):
     result = benchmark("--paths=keras,torch", "--sizes=32x32,37x45", "--repeats=2",
-                       "--batch=0", "--train_backends=", "--matmul_size=64",
-                       f"--output_dir={tmp_path}")
+                       "--batches=2", "--throughput_size=32", "--train_backends=",
+                       "--matmul_size=64", f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "speed.json").read_text())
     assert report["peer"] == "torch" and "torch" in report["machine"]["versions"]
@@ -155,13 +171,19 @@ def test_speed_benchmark_interleaves_our_paths_with_the_peer(tmp_path, torch_pee
         for s in r["sizes"]:
             assert len(s["all_seconds"]) == 2 and s["seconds"] == np.median(s["all_seconds"])
             assert all(positive(s[k]) for k in ("seconds", "peak_memory_mib", "vs_peer"))
-    for ours, theirs in zip(keras["sizes"], peer["sizes"]):
+    for ours, theirs in zip(keras["sizes"] + keras["throughput"],
+                            peer["sizes"] + peer["throughput"]):
         assert ours["vs_peer"] == pytest.approx(ours["seconds"] / theirs["seconds"])
         assert theirs["vs_peer"] == 1.0
         # The peer's process holds PyTorch alone (a child process stored its weights).
         assert theirs["peak_memory_mib"] < ours["peak_memory_mib"]
-    assert "| of peak | time / torch's |" in result.stdout
-    assert "| keras | 37x45 |" in result.stdout and "| torch | 32x32 |" in result.stdout
+    # int8 matmuls are measured by PyTorch, where it is installed.
+    assert positive(report["peaks"]["int8"]) and report["peak"]["torch_int8_gops"] > 0
+    assert "| of its precision's peak | time / torch's |" in result.stdout
+    assert "| peak memory MiB | time / torch's |" in result.stdout
+    assert "| keras (float32) | 37x45 |" in result.stdout
+    assert "| torch (float32) | 32x32 |" in result.stdout
+    assert "| torch | 2 x 32x32 |" in result.stdout
 
 
 @tensorflow_only
@@ -171,7 +193,7 @@ def test_speed_benchmark_without_the_optional_extras_writes_its_json_and_notices
     patch = ("sys.modules['matplotlib'] = sys.modules['torch'] = None  # not installed\n"
              "for name in set(bench['PATHS']) - {'keras', 'torch'}:\n"
              "    del bench['PATHS'][name]\n")
-    result = patched_benchmark(patch, "--sizes=32x32", "--repeats=1", "--batch=0",
+    result = patched_benchmark(patch, "--sizes=32x32", "--repeats=1", "--batches=",
                                "--train_backends=", "--matmul_size=64",
                                f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -179,10 +201,33 @@ def test_speed_benchmark_without_the_optional_extras_writes_its_json_and_notices
     for notice in ('no latency plot: matplotlib is not installed (pip install -e ".[bench]")',
                    'skipping path torch: torch is not installed (pip install -e ".[peer]")'):
         assert f"benchmark: {notice}" in lines
-    assert "| keras | 32x32 |" in result.stdout and "time /" not in result.stdout
+    assert "| keras (float32) | 32x32 |" in result.stdout and "time /" not in result.stdout
     assert sorted(os.listdir(tmp_path)) == ["speed.json"]
     report = json.loads((tmp_path / "speed.json").read_text())
     assert report["peer"] is None and [r["path"] for r in report["inference"]] == ["keras"]
+
+
+@tensorflow_only
+def test_an_isa_cap_emulates_an_avx2_cpu_in_every_process(tmp_path):
+    """--isa=avx2 sets the caps before any runtime loads, in the processes the run starts
+    too: there the peak's worker finds no native bfloat16, and `auto` is float32."""
+    result = benchmark("--isa=avx2", "--paths=auto", "--sizes=32x32", "--repeats=1",
+                       "--batches=", "--train_backends=", "--matmul_size=64",
+                       f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "speed.json").read_text())
+    machine = report["machine"]
+    assert (machine["isa"], machine["native_bf16"]) == ("avx2", False)
+    assert machine["isa_cap"] == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                                  "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}
+    assert "tensorflow_bfloat16_gflops" not in report["peak"]
+    assert report["peaks"]["bfloat16"] is None
+    [auto] = report["inference"]
+    assert auto["precision"] == "float32"
+    assert ("ISA caps in effect (--isa=avx2: emulating a CPU without the wider instructions): "
+            "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 XLA_FLAGS=--xla_cpu_max_isa=AVX2"
+            in result.stdout.splitlines())
+    assert "| auto (float32) | 32x32 |" in result.stdout
 
 
 def test_a_path_asked_for_without_its_dependency_is_refused_in_one_line():
@@ -201,7 +246,7 @@ def test_a_path_whose_process_dies_is_named_in_one_line(tmp_path):
              "        return [sys.executable, '-c', 'raise SystemExit(\"Killed\")'], None\n"
              "    return command(kind, backend, *extra)\n"
              "bench['worker_command'] = dying\n")
-    result = patched_benchmark(patch, "--paths=keras", "--sizes=32x32", "--batch=0",
+    result = patched_benchmark(patch, "--paths=keras", "--sizes=32x32", "--batches=",
                                "--train_backends=", "--matmul_size=64",
                                f"--output_dir={tmp_path}")
     assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -244,6 +289,9 @@ def test_quality_benchmark_smoke(tmp_path, net):
 @pytest.mark.parametrize("args, message", [
     (["--sizes=big"], "--sizes must be WIDTHxHEIGHT"),
     (["--paths=tpu", "--sizes=32x32"], "unknown --paths ['tpu']"),
+    (["--batches=4,0"], "--batches must be positive integers, got 4,0"),
+    (["--isa=avx2", "--paths=keras,litert_float32"],
+     "path litert_float32: its kernels take no ISA cap (--isa=avx2)"),
     (["--quality", "--saved_dir=/nonexistent", "--style=toy", "--photos=x"],
      "no trained style 'toy'"),
 ])

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import HANG_TIMEOUT, REPO
+from conftest import HANG_TIMEOUT, REPO, tensorflow_only
 from perceptual_style import cli
 
 # program: (what runs it, one of its flags)
@@ -98,3 +98,19 @@ def test_native_output_is_dropped_unless_the_user_set_a_log_level(capfd, monkeyp
     with cli.native_stderr_dropped():
         os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on\n")
     assert capfd.readouterr().err == "I0000 port.cc:153] oneDNN custom operations are on\n"
+
+
+@tensorflow_only
+def test_tensorflow_is_imported_without_jax_which_stays_importable():
+    """TensorFlow imports JAX where it is installed; the commands' processes skip it."""
+    pytest.importorskip("jax")
+    code = ("import sys; from perceptual_style import cli\n"
+            "cli.import_quietly(['keras'])\n"
+            "print('tensorflow' in sys.modules, 'jax' in sys.modules)\n"
+            "import jax.numpy\n"
+            "print(int(jax.numpy.ones(3).sum()))\n")
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=HANG_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-2:] == ["True False", "3"]

@@ -81,3 +81,22 @@ def test_bfloat16_multi_style_network_computes_as_its_single_style_twin():
         assert twin.compute_dtype == "bfloat16"
         chosen = functools.partial(half, style_weights=weights)
         np.testing.assert_array_equal(tiling._run(chosen, image), tiling._run(twin, image))
+
+
+def test_an_isa_cap_below_bfloat16_makes_auto_float32(tmp_path, monkeypatch):
+    """oneDNN capped under AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA, as tools/benchmark.py
+    --isa=avx2 sets it) runs a bf16 CPU as one without."""
+    from perceptual_style.precision import native_bf16, resolve
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    for cap, native in [(None, True), ("AVX2", False), ("avx512_core", False),
+                        ("AVX512_CORE_BF16", True), ("AVX512_CORE_AMX", True)]:
+        if cap is None:
+            monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+        else:
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert native_bf16(str(cpuinfo)) is native, cap
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert resolve("auto", "tensorflow", str(cpuinfo)) == "float32"

@@ -7,14 +7,16 @@ Speed: each inference path (see PATHS) runs in its own process, so one path's me
 compiled code never affect another's. The processes live together and are asked for their
 timed runs in turn, so that whatever else slows the machine slows every path alike; per
 size each records the median latency of --repeats runs after --warmup runs and its peak
-resident memory (VmHWM, reset before each size), plus the throughput of a --batch at
---throughput_size. The peer, our network in PyTorch (tools/torch_peer.py, the `peer`
-extra), is measured the same way, and every path's latency is also given as a ratio to
+resident memory (VmHWM, reset before each size), plus the throughput of each of --batches
+at --throughput_size. The peer, our network in PyTorch (tools/torch_peer.py, the `peer`
+extra), is measured the same way, and every path's times are also given as a ratio to
 the peer's (torch_compile, else torch). Training runs a few steps per backend, in a
 process each. The convolutions' multiply-accumulates (perceptual_style/flops.py) turn
-latencies into GFLOP/s, compared with the machine's peak measured in the same run by a
-large float32 matmul. Prints markdown tables and writes `<output_dir>/speed<tag>.json` and
-a plot of latency against megapixels.
+latencies into GFLOP/s, compared with the peak of the precision the path computes in,
+measured in the same run by large matmuls. --isa=avx2 runs it all as on a CPU without
+AVX-512 (ISA_CAPS). Prints the CPU's flags and markdown tables, and writes
+`<output_dir>/speed<tag>.json` and a plot of latency against megapixels (the `bench`
+extra; without it, a notice).
 
 Quality (--quality): on held-out photos, a trained network's total perceptual loss (the
 weights it was trained with, from its metadata) and time, against Gatys et al.'s
@@ -50,8 +52,9 @@ flags.DEFINE_list("sizes", ["256x256", "512x512", "1024x1024", "1920x1080"],
                   "Image sizes, WIDTHxHEIGHT.")
 flags.DEFINE_integer("repeats", 3, "Timed runs per size (the median is reported).", lower_bound=1)
 flags.DEFINE_integer("warmup", 1, "Untimed runs first (compilation, caches).", lower_bound=1)
-flags.DEFINE_integer("batch", 8, "Batch for the throughput measurement (0: none).", lower_bound=0)
-flags.DEFINE_integer("throughput_size", 256, "Square side of the throughput images.",
+flags.DEFINE_list("batches", ["1", "4", "16"], "Batch sizes of the throughput measurement "
+                  "(empty: none).")
+flags.DEFINE_integer("throughput_size", 512, "Square side of the throughput images.",
                      lower_bound=16)
 flags.DEFINE_list("train_backends", ["tensorflow", "jax"], "Backends whose training step is "
                   "timed (empty: none).")
@@ -59,10 +62,13 @@ flags.DEFINE_integer("train_steps", 3, "Timed training steps (after 2 untimed on
                      lower_bound=1)
 flags.DEFINE_integer("train_size", 256, "Side of the square training crops.", lower_bound=16)
 flags.DEFINE_integer("train_batch", 4, "Training batch size.", lower_bound=1)
-flags.DEFINE_integer("matmul_size", 4096, "Side of the float32 matmul that measures the "
-                     "peak.", lower_bound=64)
+flags.DEFINE_integer("matmul_size", 4096, "Side of the matmuls that measure the peaks.",
+                     lower_bound=64)
 flags.DEFINE_integer("threads", 0, "Intra-op threads of TensorFlow and PyTorch (0: one per "
                      "core, TensorFlow's default).", lower_bound=0)
+flags.DEFINE_enum("isa", "native", ["native", "avx2"], "Vector instructions the kernels may "
+                  "use: avx2 caps oneDNN, PyTorch and XLA at AVX2 (see ISA_CAPS), to measure "
+                  "an AVX2-only CPU on a newer one.")
 flags.DEFINE_string("output_dir", "benchmarks", "Where the JSON and the plot go.")
 flags.DEFINE_string("tag", "", "Suffix of the output files' names, to keep experiments apart.")
 flags.DEFINE_bool("quality", False, "Measure quality against pixel optimization instead.")
@@ -90,14 +96,22 @@ FLAGS = flags.FLAGS
 # the stylized images as numpy (so the work is finished when it returns). Registering one
 # more path is one decorated function. `needs`: (module, extra) of a path that needs an
 # optional dependency; without it the path is skipped, or refused when asked for by name.
-Path = collections.namedtuple("Path", "backend build needs")
+# `precision`: what its multiplies mostly compute in, whose peak its GFLOP/s are compared
+# with ("auto": what precision.resolve picks here). `capped`: whether its kernels honour
+# --isa (LiteRT's XNNPACK picks its own).
+Path = collections.namedtuple("Path", "backend build needs precision capped")
 PATHS = {}
 PEERS = ("torch_compile", "torch")  # the ratios' reference: the first of these measured
+# --isa: the environment that caps each runtime's vector instructions, for every process
+# of the run (oneDNN in TensorFlow and PyTorch, PyTorch's own and Inductor's kernels, XLA).
+ISA_CAPS = {"native": {},
+            "avx2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                     "XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}}
 
 
-def inference_path(name, backend="tensorflow", needs=None):
+def inference_path(name, backend="tensorflow", needs=None, precision="float32", capped=True):
     def register(build):
-        PATHS[name] = Path(backend, build, needs)
+        PATHS[name] = Path(backend, build, needs, precision, capped)
         return build
     return register
 
@@ -112,7 +126,7 @@ def keras_tf_function(make_net, workdir):
     return lambda images: function(images).numpy()
 
 
-@inference_path("auto")
+@inference_path("auto", precision="auto")
 def keras_auto_precision(make_net, workdir):
     """The keras path in the precision `stylize --precision=auto` picks on this machine:
     bfloat16 where the CPU has it natively (see perceptual_style/precision.py), else
@@ -197,8 +211,9 @@ def convert_litert(quantization):
 
 
 for quantization in ("float32", "float16", "dynamic_int8"):
-    inference_path(f"litert_{quantization}", needs=("ai_edge_litert", "tflite"))(
-        litert_path(quantization))
+    inference_path(f"litert_{quantization}", needs=("ai_edge_litert", "tflite"),
+                   precision="int8" if quantization == "dynamic_int8" else "float32",
+                   capped=False)(litert_path(quantization))
 
 
 def torch_path(compiled):
@@ -218,9 +233,9 @@ def torch_path(compiled):
             import torch._inductor.config
 
             torch._inductor.config.freezing = True
-            # A compilation per size and one for the batch: past the limit, torch.compile
+            # A compilation per size and per batch: past the limit, torch.compile
             # would fall back to eager with no more than a warning.
-            torch._dynamo.config.recompile_limit = len(sizes()) + 1
+            torch._dynamo.config.recompile_limit = len(sizes()) + len(batches())
             net = torch.compile(net, dynamic=False)
 
         def run(images):
@@ -256,6 +271,18 @@ def sizes():
     if not parsed or any(len(s) != 2 or min(s) < 4 for s in parsed):
         raise cli.CommandError(f"--sizes must be WIDTHxHEIGHT values of at least 4, got "
                                f"{','.join(FLAGS.sizes)}")
+    return parsed
+
+
+def batches():
+    """--batches as [int]."""
+    try:
+        parsed = [int(b) for b in FLAGS.batches]
+    except ValueError:
+        parsed = [0]
+    if any(b < 1 for b in parsed):
+        raise cli.CommandError(f"--batches must be positive integers, got "
+                               f"{','.join(FLAGS.batches)}")
     return parsed
 
 
@@ -376,8 +403,13 @@ def measure_training(backend):
 
 
 def measure_peak():
-    """GFLOP/s of a large float32 matmul, by numpy (its BLAS) and by TensorFlow."""
+    """What large matmuls reach here, the most each precision's multiplies can: float32
+    (GFLOP/s) by numpy (its BLAS) and by TensorFlow, bfloat16 by TensorFlow (oneDNN) where
+    the CPU has it natively (under an ISA cap below it, TensorFlow's bfloat16 matmul
+    crashes), and, where PyTorch is installed, int8 into int32 (GOP/s) by its `_int_mm`."""
     import tensorflow as tf
+
+    from perceptual_style.precision import native_bf16
 
     configure_threads()
     n = FLAGS.matmul_size
@@ -386,12 +418,34 @@ def measure_peak():
     numpy_seconds, _ = timed(lambda x: x @ b, a, 1, 3)
     ta, tb = tf.constant(a), tf.constant(b)
     tf_seconds, _ = timed(lambda x: tf.linalg.matmul(x, tb).numpy(), ta, 1, 3)
-    return {"matmul_size": n, "numpy_gflops": flop / numpy_seconds / 1e9,
+    peak = {"matmul_size": n, "numpy_gflops": flop / numpy_seconds / 1e9,
             "tensorflow_gflops": flop / tf_seconds / 1e9}
+    if native_bf16():
+        ha, hb = tf.cast(ta, tf.bfloat16), tf.cast(tb, tf.bfloat16)
+        bf16_seconds, _ = timed(lambda x: tf.linalg.matmul(x, hb).numpy(), ha, 1, 3)
+        peak["tensorflow_bfloat16_gflops"] = flop / bf16_seconds / 1e9
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(FLAGS.threads or os.cpu_count())
+        ia, ib = (torch.from_numpy(np.random.default_rng(i).integers(-128, 128, (n, n), np.int8))
+                  for i in (0, 1))
+        int8_seconds, _ = timed(lambda x: torch._int_mm(x, ib), ia, 1, 3)
+        peak["torch_int8_gops"] = flop / int8_seconds / 1e9
+    return peak
+
+
+def peaks(peak):
+    """{precision: the most its multiplies reached in `peak` (measure_peak)}."""
+    return {"float32": max(peak["numpy_gflops"], peak["tensorflow_gflops"]),
+            "bfloat16": peak.get("tensorflow_bfloat16_gflops"),
+            "int8": peak.get("torch_int8_gops")}
 
 
 def worker(kind):
     task, _, name = kind.partition(":")
+    if os.environ["KERAS_BACKEND"] != "torch" and not name.startswith("litert_"):
+        cli.import_quietly(["keras"])  # as the commands import it: TensorFlow without JAX
     if task == "inference":
         return serve_inference(name)
     if task == "train":
@@ -405,7 +459,7 @@ def worker(kind):
     raise cli.CommandError(f"unknown --worker {kind}")
 
 
-FORWARDED = ("sizes", "repeats", "warmup", "batch", "throughput_size", "train_steps",
+FORWARDED = ("sizes", "repeats", "warmup", "batches", "throughput_size", "train_steps",
              "train_size", "train_batch", "matmul_size", "threads")
 
 
@@ -492,30 +546,32 @@ def measure_inference(names):
             return [w.ask("summary") for w in workers]
 
         results = [{"path": name, "backend": PATHS[name].backend, "sizes": [],
-                    "throughput": None} for name in names]
+                    "throughput": []} for name in names]
         # Smallest first, so memory kept by an earlier size rarely sets a later peak.
         for width, height in sorted(sizes(), key=lambda s: s[0] * s[1]):
             print(f"measuring {width}x{height} ...", flush=True)
             for result, summary in zip(results, interleaved(1, width, height)):
                 result["sizes"].append({"width": width, "height": height, **summary})
-        if FLAGS.batch:
-            side = FLAGS.throughput_size
-            print(f"measuring batches of {FLAGS.batch} x {side}x{side} ...", flush=True)
-            for result, summary in zip(results, interleaved(FLAGS.batch, side, side)):
-                result["throughput"] = {"batch": FLAGS.batch, "size": side,
-                                        "images_per_second": FLAGS.batch / summary["seconds"]}
+        side = FLAGS.throughput_size
+        for batch in sorted(batches()):
+            print(f"measuring batches of {batch} x {side}x{side} ...", flush=True)
+            for result, summary in zip(results, interleaved(batch, side, side)):
+                result["throughput"].append({"batch": batch, "size": side, **summary,
+                                             "images_per_second": batch / summary["seconds"]})
     return results
 
 
 def compare_with_peer(inference):
-    """Adds to every path's sizes its latency over the peer's (torch_compile, else torch),
-    measured in the same run; returns the peer's name, or None when none was measured."""
+    """Adds to every path's sizes and batches its time over the peer's (torch_compile, else
+    torch), measured in the same run; returns the peer's name, or None when none was
+    measured."""
     by_path = {r["path"]: r for r in inference}
     peer = next((name for name in PEERS if name in by_path), None)
     if peer:
         for result in inference:
-            for s, reference in zip(result["sizes"], by_path[peer]["sizes"]):
-                s["vs_peer"] = s["seconds"] / reference["seconds"]
+            for key in ("sizes", "throughput"):
+                for s, reference in zip(result[key], by_path[peer][key]):
+                    s["vs_peer"] = s["seconds"] / reference["seconds"]
     return peer
 
 
@@ -532,8 +588,12 @@ def machine():
             versions[module] = __import__(module).__version__
         except ImportError:
             pass
+    vector = ("sse", "avx", "fma", "f16c", "amx")
     return {"cpu": precision.cpu_model(), "cores": os.cpu_count(),
             "description": precision.machine_description(),
+            "cpu_flags": sorted(f for f in precision.cpu_flags() if f.startswith(vector)),
+            "isa": FLAGS.isa, "isa_cap": {name: os.environ[name] for name in sorted(
+                {n for cap in ISA_CAPS.values() for n in cap}) if name in os.environ},
             "native_bf16": precision.native_bf16(), "versions": versions,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
@@ -542,7 +602,7 @@ def output_path(stem, extension):
     return os.path.join(FLAGS.output_dir, f"{stem}{FLAGS.tag and '-' + FLAGS.tag}.{extension}")
 
 
-def plot_latency(inference, path):
+def plot_latency(inference, machine, path):
     try:
         import matplotlib
     except ImportError:  # the measurements are in the JSON; the plot is the `bench` extra's
@@ -558,10 +618,12 @@ def plot_latency(inference, path):
     figure, axes = pyplot.subplots(figsize=(7, 4.5), dpi=100)
     for result in inference:
         points = sorted((s["width"] * s["height"] / 1e6, s["seconds"]) for s in result["sizes"])
-        axes.plot(*zip(*points), marker="o", label=result["path"])
+        axes.plot(*zip(*points), marker="o", label=f"{result['path']} ({result['precision']})")
     axes.set_xlabel("megapixels")
     axes.set_ylabel("seconds per image (median)")
-    axes.set_title("Transformer network inference latency")
+    capped = f", capped at {machine['isa'].upper()}" if machine["isa"] != "native" else ""
+    axes.set_title(f"Transformer network inference latency\n{machine['description']}{capped}",
+                   fontsize=10)
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -570,8 +632,9 @@ def plot_latency(inference, path):
 
 
 def chosen_paths():
-    """--paths (default: all), less those whose optional dependency is not installed, each
-    skipped with a notice; one named in --paths is refused instead, in one line."""
+    """--paths (default: all), less those whose optional dependency is not installed and,
+    under an --isa cap, those whose kernels do not honour it, each skipped with a notice;
+    one named in --paths is refused instead, in one line."""
     paths = FLAGS.paths or list(PATHS)
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
@@ -579,73 +642,104 @@ def chosen_paths():
     chosen = []
     for name in paths:
         needs = PATHS[name].needs
-        if needs is None or importlib.util.find_spec(needs[0]) is not None:
+        if ISA_CAPS[FLAGS.isa] and not PATHS[name].capped:
+            notice = f"its kernels take no ISA cap (--isa={FLAGS.isa})"
+            refusal = f"path {name}: {notice}"
+        elif needs is not None and importlib.util.find_spec(needs[0]) is None:
+            module, extra = needs
+            install = f'pip install -e ".[{extra}]"'
+            refusal = f"path {name} needs {module}, which is not installed ({install})"
+            notice = f"{module} is not installed ({install})"
+        else:
             chosen.append(name)
             continue
-        module, extra = needs
-        install = f'pip install -e ".[{extra}]"'
         if FLAGS.paths:
-            raise cli.CommandError(f"path {name} needs {module}, which is not installed "
-                                   f"({install})")
-        print(f"benchmark: skipping path {name}: {module} is not installed ({install})",
-              file=sys.stderr)
+            raise cli.CommandError(refusal)
+        print(f"benchmark: skipping path {name}: {notice}", file=sys.stderr)
     return chosen
 
 
+def cap_isa():
+    """Sets --isa's environment (ISA_CAPS) here, before any runtime loads, and so in every
+    process this one starts."""
+    for name, value in ISA_CAPS[FLAGS.isa].items():
+        os.environ[name] = (f"{os.environ.get(name, '')} {value}".strip() if name == "XLA_FLAGS"
+                            else value)
+
+
 def speed():
+    from perceptual_style import precision
     from perceptual_style.flops import multiply_accumulates
 
-    sizes()  # a bad --sizes fails before any work
+    sizes(), batches()  # bad values fail before any work
+    cap_isa()
     paths = chosen_paths()
     net = seeded_net()
     macs = {f"{w}x{h}": multiply_accumulates(net, h, w) for w, h in sizes()}
     peak = in_subprocess("peak")
-    peak_gflops = max(peak["numpy_gflops"], peak["tensorflow_gflops"])
+    reached = peaks(peak)
     inference = measure_inference(paths) if paths else []
     for result in inference:
+        computes = PATHS[result["path"]].precision
+        result["precision"] = (precision.resolve(computes, result["backend"])
+                               if computes == "auto" else computes)
         for s in result["sizes"]:
             s["gflops"] = 2 * macs[f"{s['width']}x{s['height']}"] / s["seconds"] / 1e9
-            s["fraction_of_peak"] = s["gflops"] / peak_gflops
+            top = reached[result["precision"]]
+            s["fraction_of_peak"] = s["gflops"] / top if top else None
     peer = compare_with_peer(inference)
     training = []
     for backend in FLAGS.train_backends:
         print(f"training on {backend} ...", flush=True)
         training.append(in_subprocess(f"train:{backend}", backend))
-    report = {"machine": machine(), "peak": peak, "peak_gflops": peak_gflops,
+    report = {"machine": machine(), "peak": peak, "peaks": reached,
               "multiply_accumulates": macs, "inference": inference, "peer": peer,
               "training": training}
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     saved_nets.write_json(output_path("speed", "json"), report)
     if inference:
-        plot_latency(inference, output_path("latency", "png"))
+        plot_latency(inference, report["machine"], output_path("latency", "png"))
     print_speed(report)
 
 
 def print_speed(report):
     m = report["machine"]
     print(f"\n{m['description']}; {', '.join(f'{k} {v}' for k, v in m['versions'].items())}")
-    p = report["peak"]
-    print(f"Peak: {p['matmul_size']}x{p['matmul_size']} float32 matmul, numpy "
-          f"{p['numpy_gflops']:.1f} GFLOP/s, TensorFlow {p['tensorflow_gflops']:.1f} GFLOP/s\n")
+    print(f"CPU flags: {' '.join(m['cpu_flags'])}")
+    if m["isa_cap"]:
+        emulated = (f" (--isa={m['isa']}: emulating a CPU without the wider instructions)"
+                    if m["isa"] != "native" else "")
+        print(f"ISA caps in effect{emulated}: "
+              f"{' '.join(f'{k}={v}' for k, v in m['isa_cap'].items())}")
+    p, reached = report["peak"], report["peaks"]
+    print(f"Peak, {p['matmul_size']}x{p['matmul_size']} matmuls: float32 numpy "
+          f"{p['numpy_gflops']:.1f}, TensorFlow {p['tensorflow_gflops']:.1f} GFLOP/s"
+          + (f"; bfloat16 TensorFlow {reached['bfloat16']:.1f} GFLOP/s" if reached["bfloat16"]
+             else "")
+          + (f"; int8 PyTorch {reached['int8']:.1f} GOP/s" if reached["int8"] else "") + "\n")
     peer = report["peer"]
-    print("| path | size | GMAC | median s | peak memory MiB | GFLOP/s | of peak |"
+    print("| path | size | GMAC | median s | peak memory MiB | GFLOP/s | of its precision's peak |"
           + (f" time / {peer}'s |" if peer else ""))
     print("|---" * (8 if peer else 7) + "|")
     for r in report["inference"]:
         for s in r["sizes"]:
             key = f"{s['width']}x{s['height']}"
-            print(f"| {r['path']} | {key} | {report['multiply_accumulates'][key] / 1e9:.1f} "
-                  f"| {s['seconds']:.3f} | {s['peak_memory_mib']:.0f} | {s['gflops']:.1f} "
-                  f"| {100 * s['fraction_of_peak']:.0f}% |"
+            fraction = s["fraction_of_peak"]
+            print(f"| {r['path']} ({r['precision']}) | {key} "
+                  f"| {report['multiply_accumulates'][key] / 1e9:.1f} | {s['seconds']:.3f} "
+                  f"| {s['peak_memory_mib']:.0f} | {s['gflops']:.1f} "
+                  f"| {'—' if fraction is None else f'{100 * fraction:.0f}%'} |"
                   + (f" {s['vs_peer']:.2f} |" if peer else ""))
     throughput = [r for r in report["inference"] if r["throughput"]]
     if throughput:
-        print("\n| path | batch | images/s |")
-        print("|---|---|---|")
+        print("\n| path | batch | images/s | peak memory MiB |"
+              + (f" time / {peer}'s |" if peer else ""))
+        print("|---" * (5 if peer else 4) + "|")
         for r in throughput:
-            t = r["throughput"]
-            print(f"| {r['path']} | {t['batch']} x {t['size']}x{t['size']} "
-                  f"| {t['images_per_second']:.2f} |")
+            for t in r["throughput"]:
+                print(f"| {r['path']} | {t['batch']} x {t['size']}x{t['size']} "
+                      f"| {t['images_per_second']:.2f} | {t['peak_memory_mib']:.0f} |"
+                      + (f" {t['vs_peer']:.2f} |" if peer else ""))
     if report["training"]:
         print("\n| backend | batch | s/step | images/s |")
         print("|---|---|---|---|")
