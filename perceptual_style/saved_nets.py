@@ -59,6 +59,26 @@ def read_history(checkpoint_dir):
         return []
 
 
+PRIOR_FILE = "initialized_from.json"  # --init_from's metadata, beside a run's checkpoints
+
+
+def keep_prior(checkpoint_dir, prior):
+    """Keeps --init_from's metadata with the run's checkpoints, so that a resumed run
+    counts what its starting weights had seen even when its command no longer names them."""
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    write_json(os.path.join(checkpoint_dir, PRIOR_FILE), prior)
+
+
+def kept_prior(checkpoint_dir):
+    """The metadata keep_prior kept for this run, or None."""
+    try:
+        with open(os.path.join(checkpoint_dir, PRIOR_FILE)) as f:
+            prior = json.load(f)
+        return prior if isinstance(prior, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def record_session(checkpoint_dir, sessions, first_step, last_step, seconds, run):
     """Appends what this session trained to the run's history (kept beside its
     checkpoints): a style may be trained over many sessions, recipes and machines. `run`:

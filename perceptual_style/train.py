@@ -312,6 +312,10 @@ def train(name):
             raise cli.CommandError(str(e)) from None
         prior = (grown.metadata if grown else start_from_saved(trainer, name, load=not start_step)
                  if FLAGS.init_from else None)
+        if prior is None and start_step:
+            prior = saved_nets.kept_prior(checkpoint_dir)
+        elif prior is not None and not start_step:
+            saved_nets.keep_prior(checkpoint_dir, prior)
     distribute.check_same_step(placement, start_step)
     check_not_replacing(name, out_dir, start_step)
     if start_step:

@@ -92,6 +92,12 @@ def test_init_from_starts_at_saved_weights_and_counts_their_images(workdir):
         assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming stripes from its checkpoint at step 2" in result.stderr
     assert load_metadata(str(saved))["images_seen"] == 8 + 6
+    # Resumed by a command that no longer names --init_from: the checkpoints kept it.
+    result = run_cli(tiny_args(workdir, steps=4, checkpoint_dir=workdir / "fresh"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = load_metadata(str(saved))
+    assert metadata["images_seen"] == 8 + 8 and metadata["initialized_from"]["steps"] == 4
+    assert [s["steps"] for s in metadata["training"]][-3:] == [[0, 2], [2, 3], [3, 4]]
     missing = run_cli(tiny_args(workdir, steps=2, init_from=workdir / "nowhere",
                                 checkpoint_dir=workdir / "other"))
     assert missing.returncode == 1
