@@ -27,12 +27,15 @@ normalization statistics:
   resolution), `size` (the photo's height and width from the window's top-left corner),
   `core` (int32 [4]: top, bottom, left, right of the tile's core in the window's pixels)
   and `statistics` [L, 2, C] (mean and variance of each of the stage's L normalizations,
-  zero-padded to C channels). Outputs: `features` (or `stylized` from the last stage) and
+  zero-padded to C channels). Outputs: `features` (or `stylized` from the last stage),
   `sums` [L, 3, C]: pixel count, sum of (x - mean) and sum of (x - mean)^2 over the core of
-  each normalization's input. A stage's statistics are exact after L sweeps over the tiles,
-  each updating them from the previous sweep's sums (layer k's input depends only on the
-  statistics of layers before it); a last sweep then gives its output. `StagedRunner` does
-  this in Python as web/app.js does in the browser.
+  each normalization's input, and (but from the last stage) `next_sums` [1, 3, C']: those
+  (about mean 0) of the next stage's first normalization. Sweeps over the tiles, each
+  updating the statistics from the previous one's sums, make them exact layer after layer
+  (a layer's input depends only on the statistics of the layers before it): after L - 1
+  sweeps when the previous stage's last sweep gave the first layer's (next_sums), after L
+  for stage0; a last sweep then gives the stage's output. `StagedRunner` does this in
+  Python as web/app.js does in the browser.
 
 Quantizations (TensorFlow Lite's post-training options):
 - `float32`: no quantization.
@@ -199,7 +202,16 @@ def _staged_endpoints(net, shape):
         with statistics_hook(moments), edge_hook(edges(rows, cols)):
             return {OUTPUT: net(net.fill_input(images, size[0], size[1]))}
 
-    def staged(index, stage, widest, last):
+    def core_sums(t, mean, core, rows, cols):
+        """[3, channels]: the pixel count, sum of t - mean and sum of (t - mean)^2 over the
+        core (its part in the padded photo)."""
+        mask = box(t, core[0], ops.minimum(core[1], rows), core[2], ops.minimum(core[3], cols))
+        shifted = (t - mean) * mask
+        return ops.stack([ops.sum(mask) * ops.ones((t.shape[-1],)),
+                          ops.sum(shifted, axis=(0, 1, 2)),
+                          ops.sum(shifted * (t - mean), axis=(0, 1, 2))])
+
+    def staged(index, stages, widest):
         def function(x, size, core, statistics):
             rows, cols = net.padded_size(size[0], size[1])
             if index == 0:
@@ -210,30 +222,42 @@ def _staged_endpoints(net, shape):
                 channels = t.shape[-1]
                 mean, variance = (ops.reshape(statistics[len(sums), i, :channels],
                                               (1, 1, 1, channels)) for i in (0, 1))
-                mask = box(t, core[0], ops.minimum(core[1], rows), core[2],
-                           ops.minimum(core[3], cols))
-                shifted = (t - mean) * mask
-                row = ops.stack([ops.sum(mask) * ops.ones((channels,)),
-                                 ops.sum(shifted, axis=(0, 1, 2)),
-                                 ops.sum(shifted * (t - mean), axis=(0, 1, 2))])
-                sums.append(ops.pad(row, ((0, 0), (0, widest - channels))))
+                sums.append(ops.pad(core_sums(t, mean, core, rows, cols),
+                                    ((0, 0), (0, widest - channels))))
                 return mean, variance
 
-            with statistics_hook(measure), edge_hook(edges(rows, cols)):
-                y = stage(x, None)
-            return {"sums": ops.stack(sums), **({OUTPUT: to_rgb(y)} if last else {"features": y})}
+            def measure_first(layer, t):
+                sums.append(core_sums(t, 0.0, core, rows, cols)[None])
+                raise _Measured
+
+            with edge_hook(edges(rows, cols)):
+                with statistics_hook(measure):
+                    y = stages[index](x, None)
+                outputs = {"sums": ops.stack(sums)}
+                if index == len(stages) - 1:
+                    return {**outputs, OUTPUT: to_rgb(y)}
+                try:  # the next stage up to its first normalization's input, summed
+                    with statistics_hook(measure_first):
+                        stages[index + 1](y, None)
+                except _Measured:
+                    pass
+            return {**outputs, "features": y, "next_sums": sums[-1]}
         return function
 
     stages = net.stages()
     channels = _stage_channels(net)
     yield WHOLE, whole, [(INPUT, [1, height, width, 3], "float32"), ("size", [2], "int32")]
-    for index, (stage, (normalized, _)) in enumerate(zip(stages, channels)):
+    for index, (normalized, _) in enumerate(channels):
         widest = max(normalized)
         inputs = ((INPUT, [1, height, width, 3]) if index == 0 else
                   ("features", [1, height // 4, width // 4, channels[index - 1][1]]))
-        yield (STAGE.format(index), staged(index, stage, widest, index == len(stages) - 1),
+        yield (STAGE.format(index), staged(index, stages, widest),
                [(*inputs, "float32"), ("size", [2], "int32"), ("core", [4], "int32"),
                 ("statistics", [len(normalized), 2, widest], "float32")])
+
+
+class _Measured(Exception):
+    """Ends tracing a stage once its first normalization's input is summed."""
 
 
 def calibration_batches(images):
@@ -396,23 +420,29 @@ class StagedRunner:
         from perceptual_style.tiling import grid
 
         # The canvas: the photo padded to a multiple of 4, and to at least one window.
-        canvas = [max(-(-side // 4) * 4, window) for side, window in zip((height, width), self.window)]
+        canvas = [max(-(-side // 4) * 4, window)
+                  for side, window in zip((height, width), self.window)]
         tiles = [(rows, cols) for rows in grid(height, canvas[0], self.window[0] - 2 * TILE_MARGIN,
                                                TILE_MARGIN, self.window[0])
                  for cols in grid(width, canvas[1], self.window[1] - 2 * TILE_MARGIN,
                                   TILE_MARGIN, self.window[1])]
         x = np.zeros((*canvas, 3), np.float32)
         x[:height, :width] = image
+        first = None  # the sums of a stage's first normalization, from the stage before
         for index, stage in enumerate(self.stages):
-            inputs = stage.get_input_details()
-            layers, _, channels = inputs["statistics"]["shape"]
+            layers, _, channels = stage.get_input_details()["statistics"]["shape"]
             statistics = np.zeros((layers, 2, channels))
             statistics[:, 1] = 1
+            if first is not None:  # summed about mean 0
+                statistics[:1, :, :first.shape[-1]] = updated_statistics(
+                    np.zeros((1, 2, first.shape[-1])), first)
             scale = 1 if index == 0 else 4  # of this stage's input; its output's below
             out_scale, key = (1, OUTPUT) if index == len(self.stages) - 1 else (4, "features")
-            for sweep in range(layers + 1):
-                sums = np.zeros((layers, 3, channels))
-                if sweep == layers:
+            sweeps = layers + (first is None)
+            for sweep in range(sweeps):
+                last = sweep == sweeps - 1
+                sums, next_first = np.zeros((layers, 3, channels)), 0.0
+                if last:
                     output = np.zeros((canvas[0] // out_scale, canvas[1] // out_scale,
                                        stage.get_output_details()[key]["shape"][-1]), np.float32)
                 for (y, y1, wy0, wy1), (x0, x1, wx0, wx1) in tiles:
@@ -425,13 +455,15 @@ class StagedRunner:
                         "core": np.array([y - wy0, y1 - wy0, x0 - wx0, x1 - wx0], np.int32),
                         "statistics": statistics.astype(np.float32)})
                     sums += result["sums"]
-                    if sweep == layers:
+                    if last:
                         output[y // out_scale:y1 // out_scale, x0 // out_scale:x1 // out_scale] = \
                             result[key][0, (y - wy0) // out_scale:(y1 - wy0) // out_scale,
                                         (x0 - wx0) // out_scale:(x1 - wx0) // out_scale]
-                if sweep < layers:
+                        if key != OUTPUT:
+                            next_first = next_first + result["next_sums"].astype(np.float64)
+                if not last:
                     statistics = updated_statistics(statistics, sums)
-            x = output
+            x, first = output, (None if key == OUTPUT else next_first)
         return x[:height, :width]
 
 

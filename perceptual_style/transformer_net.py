@@ -47,7 +47,7 @@ def _with_channels(shape, channels):
     return (*tuple(shape)[:-1], channels)
 
 
-def _styled(layer, x, style_weights):
+def _styled(layer, x, style_weights=None):
     """`layer(x)`, handing on style weights where there are any: a single-style network's
     calls stay as they were (no keyword argument for Keras to convert in each layer)."""
     return layer(x) if style_weights is None else layer(x, style_weights=style_weights)

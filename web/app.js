@@ -215,7 +215,8 @@ async function stylizeStaged(photo, model, ticket, name) {
   if (height <= windowHeight && width <= windowWidth) {
     if (!await step(`Stylizing ${state.photoName} with ${name}…`, 0, 1, ticket)) return null;
     const {stylized} = await run(model, 'whole', {
-      images: [photoImage(photo, windowHeight, windowWidth).data, [1, windowHeight, windowWidth, 3]],
+      images: [photoImage(photo, windowHeight, windowWidth).data,
+        [1, windowHeight, windowWidth, 3]],
       size: [Int32Array.of(height, width), [2]]});
     const result = {height: windowHeight, width: windowWidth, channels: 3, data: stylized};
     return {pixels: crop(result, 0, 0, height, width).data, how: `one pass at ${tile}`};
@@ -228,8 +229,10 @@ async function stylizeStaged(photo, model, ticket, name) {
   while (model.signatures[`stage${stages.length}`]) stages.push(`stage${stages.length}`);
   const layers = stages.map((key) => inputShape(model, key, 'statistics'));
   const tiles = rows.length * cols.length;
-  const total = tiles * layers.reduce((sum, [count]) => sum + count + 1, 0);
+  // Sweeps: a stage's L normalizations and its output, one fewer for all but the first.
+  const total = tiles * (1 + layers.reduce((sum, [count]) => sum + count, 0));
   let x = photoImage(photo, canvas[0], canvas[1]);
+  let first = null;  // the sums of a stage's first normalization, from the stage before
   let done = 0;
   for (const [index, key] of stages.entries()) {
     const [count, , channels] = layers[index];
@@ -240,11 +243,24 @@ async function stylizeStaged(photo, model, ticket, name) {
     const outChannels = model.signatures[key].getOutputDetails()
         .find((d) => d.name === output).shape[3];
     let statistics = new Float64Array(count * 2 * channels);
-    for (let l = 0; l < count; l++) statistics.fill(1, (2 * l + 1) * channels, (2 * l + 2) * channels);
-    for (let sweep = 0; sweep <= count; sweep++) {
+    for (let l = 0; l < count; l++) {
+      statistics.fill(1, (2 * l + 1) * channels, (2 * l + 2) * channels);  // variances
+    }
+    if (first) {  // summed about mean 0: the first layer's mean and variance rows
+      const firstChannels = first.length / 3;
+      const measured = updatedStatistics(new Float64Array(2 * firstChannels), first, 1,
+          firstChannels);
+      statistics.set(measured.subarray(0, firstChannels));
+      statistics.set(measured.subarray(firstChannels), channels);
+    }
+    const sweeps = count + (first ? 0 : 1);
+    for (let sweep = 0; sweep < sweeps; sweep++) {
       const sums = new Float64Array(count * 3 * channels);
-      const next = sweep === count ?
+      const next = sweep === sweeps - 1 ?
         image(canvas[0] / outScale, canvas[1] / outScale, outChannels) : null;
+      const nextFirst = next && output === 'features' ? new Float64Array(3 *
+          model.signatures[key].getOutputDetails().find((d) => d.name === 'next_sums').shape[2]) :
+        null;
       for (const [y0, y1, top] of rows) {
         for (const [x0, x1, left] of cols) {
           if (!await step(`Stylizing ${state.photoName} with ${name}: step ${done + 1} of ` +
@@ -252,7 +268,8 @@ async function stylizeStaged(photo, model, ticket, name) {
           // The core in window pixels, to the window's end for the last (its padding counts).
           const bottom = (y1 === height ? top + windowHeight : y1) - top;
           const right = (x1 === width ? left + windowWidth : x1) - left;
-          const window = crop(x, top / scale, left / scale, windowHeight / scale, windowWidth / scale);
+          const window = crop(x, top / scale, left / scale, windowHeight / scale,
+              windowWidth / scale);
           const result = await run(model, key, {
             [input]: [window.data, [1, window.height, window.width, window.channels]],
             size: [Int32Array.of(height - top, width - left), [2]],
@@ -265,11 +282,12 @@ async function stylizeStaged(photo, model, ticket, name) {
             paste(next, y0 / outScale, x0 / outScale, out, (y0 - top) / outScale,
                 (x0 - left) / outScale, (bottom - y0 + top) / outScale,
                 (right - x0 + left) / outScale);
+            if (nextFirst) result.next_sums.forEach((v, i) => { nextFirst[i] += v; });
           }
           done++;
         }
       }
-      if (next) x = next;
+      if (next) [x, first] = [next, nextFirst];
       else statistics = updatedStatistics(statistics, sums, count, channels);
     }
   }
