@@ -168,10 +168,11 @@ def pad(x, rows, cols, mode):
 
 def fill_beyond(x, rows, cols, mode):
     """`x` (batch, height, width, channels) with everything below its first `rows` and right
-    of its first `cols` (integers or int32 tensors, at most height and width) replaced as
-    padding those would in `mode`, as far as one padding reaches: a convolution then sees
-    the image `x[:, :rows, :cols]` exactly as it would alone. Gathers of clipped indices
-    ("reflect": no edge repeat, as `pad`), a product with a mask ("zero")."""
+    of its first `cols` (integers or int32 tensors; past the tensor's own sides, nothing is
+    replaced) replaced as padding those would in `mode`, as far as one padding reaches: a
+    convolution then sees the image `x[:, :rows, :cols]` exactly as it would alone. Gathers
+    of clipped indices ("reflect": no edge repeat, as `pad`), a product with a mask
+    ("zero")."""
     for axis, count in ((1, rows), (2, cols)):
         index = ops.arange(ops.shape(x)[axis], dtype="int32")
         inside = index < count
@@ -302,7 +303,8 @@ class UpsampleConvLayer(keras.layers.Layer):
     def call(self, x, style_weights=None):
         if self.mode == "nearest":
             return _styled(self.conv, self.upsample(x), style_weights)
-        return ops.relu(_styled(self.norm, self.conv(x), style_weights))
+        # The transposed convolution's "same" padding is zeros.
+        return ops.relu(_styled(self.norm, self.conv(_edged(x, "zero")), style_weights))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "mode": self.mode,
@@ -449,8 +451,8 @@ class TransformerNet(keras.Model):
         downsampling layers (from RGB in [0, 255]), each residual block, then the upsampling
         and output layers (to the output layer's logits; `to_rgb` makes them an image).
         Staged tiling (tflite.py) runs them one at a time over a photo's tiles."""
-        return ([self._downsample] + [functools.partial(_styled, block) for block in self.residuals]
-                + [self._upsample])
+        blocks = [functools.partial(_styled, block) for block in self.residuals]
+        return [self._downsample, *blocks, self._upsample]
 
     def _downsample(self, x, style_weights=None):
         x = x / 127.5 - 1.0  # small activations keep float16 builds in range

@@ -99,6 +99,7 @@ def test_fill_beyond_puts_the_padding_past_the_image(mode):
 
 
 @pytest.mark.parametrize("config", [{}, {"padding": "replicate"}, {"padding": "zero"},
+                                    {"upsampling": "transpose"},
                                     {"arch": "mobile", "width_multiplier": 0.25}])
 def test_a_photo_in_a_larger_input_runs_as_alone(config):
     """A 21 x 26 photo in the corner of a 32 x 32 input, filled as the network pads
