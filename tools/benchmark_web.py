@@ -2,7 +2,7 @@
 browser numbers come from here.
 
     python tools/benchmark_web.py [--style=snight] [--quantizations=float16,dynamic_int8]
-        [--runs=5] [--screenshot=docs/web.png]
+        [--runs=5] [--screenshot=docs/web.png] [--large_height=1536 --large_width=2048]
 
 Makes the style's 512x512 builds (perceptual_style.web's builder), serves them as
 `python -m perceptual_style.web` does, and for each build, in turn:
