@@ -7,13 +7,38 @@ can lose its variables: a tiny file whose output is NaN.) Only TFLite builtin op
 allowed; the converted flatbuffer's op codes are checked again, so no build needs the Flex
 (Select TF ops) runtime or a custom op.
 
-Every build has one signature, `stylize`: input `images` [1, height, width, 3] RGB in
+Every build has the signature `stylize`: input `images` [1, height, width, 3] RGB in
 [0, 255] (float32, or uint8 for the `uint8` build), output `stylized`, the same shape and
 range. A fixed-shape build is made from a signature of that shape; the resizable build's
 height and width are -1 (any size, resized before running). A network of several styles
 takes a second input, `style_weights` [number of styles]: one weight per style in the
 order of its `styles` metadata, one-hot to apply a style, a convex combination to blend
 them (float32; in the `uint8` build uint8 too, scale 1/255: round(255 x weight)).
+
+A *staged* build (fixed-shape, for runtimes that cannot resize, such as LiteRT.js) also
+stylizes photos of other sizes as one untiled pass would, with whole-photo instance
+normalization statistics:
+- `whole`: `images` and `size` (int32 [2], the photo's height and width in the top-left
+  corner of `images`; the rest is ignored) -> `stylized`. For photos up to the build's
+  size, in one pass: each normalization's statistics are taken over the photo only, and
+  before each convolution what lies beyond the photo is replaced with what the network's
+  padding would put there (transformer_net.edge_hook).
+- `stage0` ... `stageN`: the network's stages (TransformerNet.stages: the downsampling
+  layers, each residual block, the upsampling layers), each run over a larger photo's tiles
+  (windows of the build's size, `TILE_MARGIN` pixels of context around each core). Inputs:
+  `images` (stage0) or `features` (the previous stage's output, at a quarter of the
+  resolution), `size` (the photo's height and width from the window's top-left corner),
+  `core` (int32 [4]: top, bottom, left, right of the tile's core in the window's pixels)
+  and `statistics` [L, 2, C] (mean and variance of each of the stage's L normalizations,
+  zero-padded to C channels). Outputs: `features` (or `stylized` from the last stage),
+  `sums` [L, 3, C]: pixel count, sum of (x - mean) and sum of (x - mean)^2 over the core of
+  each normalization's input, and (but from the last stage) `next_sums` [1, 3, C']: those
+  (about mean 0) of the next stage's first normalization. Sweeps over the tiles, each
+  updating the statistics from the previous one's sums, make them exact layer after layer
+  (a layer's input depends only on the statistics of the layers before it): after L - 1
+  sweeps when the previous stage's last sweep gave the first layer's (next_sums), after L
+  for stage0; a last sweep then gives the stage's output. `StagedRunner` does this in
+  Python as web/app.js does in the browser.
 
 Quantizations (TensorFlow Lite's post-training options):
 - `float32`: no quantization.
@@ -42,6 +67,13 @@ SIGNATURE = "stylize"
 INPUT = "images"
 STYLE_WEIGHTS = "style_weights"  # the second input of a network of several styles
 OUTPUT = "stylized"
+WHOLE = "whole"
+STAGE = "stage{}"
+# Context around a tile's core in staged tiling: each stage sees at most 8 pixels past a
+# core (the downsampling layers 7, a residual block 2 at a quarter of the resolution, the
+# upsampling and output layers 2 at a quarter), so a core's output never depends on where
+# its window ends.
+TILE_MARGIN = 16
 QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8", "uint8")
 RESIZABLE = "resizable"  # the size label of a build that takes any height and width
 THREADS = 2
@@ -86,10 +118,11 @@ class TFLiteError(Exception):
     """A build that cannot be made or fails its checks, in one line."""
 
 
-def write_saved_model(net, directory, shape=None):
+def write_saved_model(net, directory, shape=None, staged=False):
     """Writes `net` as a SavedModel whose `stylize` signature takes images of `shape`
     (height, width), or of any size when `shape` is None, and the style weights of a
-    network of several styles."""
+    network of several styles; `staged` (a fixed `shape`, a network of one style) adds the
+    staged build's signatures. The names of the signatures written."""
     import keras
     import tensorflow as tf
 
@@ -105,7 +138,141 @@ def write_saved_model(net, directory, shape=None):
                 OUTPUT: net(images, style_weights=style_weights)},
             input_signature=[images, tf.TensorSpec([net.num_styles], tf.float32,
                                                    name=STYLE_WEIGHTS)])
+    names = [SIGNATURE]
+    if staged:
+        if net.num_styles != 1:
+            raise TFLiteError("staged builds are made of networks of one style")
+        for name, function, inputs in _staged_endpoints(net, shape):
+            archive.add_endpoint(name, function, input_signature=[
+                tf.TensorSpec(shape, tf.int32 if dtype == "int32" else tf.float32, name=key)
+                for key, shape, dtype in inputs])
+            names.append(name)
     archive.write_out(directory, verbose=False)
+    return names
+
+
+def _stage_channels(net):
+    """For each of `net`'s stages, the channel counts of its normalizations, and of its
+    output, from a pass over a small image."""
+    from keras import ops
+
+    from perceptual_style.transformer_net import statistics_hook
+
+    found, x = [], np.zeros((1, 16, 16, 3), np.float32)
+    for stage in net.stages():
+        channels = []
+
+        def record(layer, t, channels=channels):
+            channels.append(t.shape[-1])
+            return ops.moments(t, axes=(1, 2), keepdims=True)
+
+        with statistics_hook(record):
+            x = stage(x, None)
+        found.append((channels, x.shape[-1]))
+    return found
+
+
+def _staged_endpoints(net, shape):
+    """(name, function, [(input name, shape, dtype)]) of the staged signatures of a build
+    of `shape` (see the module's docstring)."""
+    from keras import ops
+
+    from perceptual_style.transformer_net import edge_hook, fill_beyond, statistics_hook, to_rgb
+
+    height, width = shape
+    if height % 4 or width % 4 or min(shape) <= 2 * TILE_MARGIN:
+        raise TFLiteError(f"a staged build needs sides that are multiples of 4 over "
+                          f"{2 * TILE_MARGIN}, not {height}x{width}")
+
+    def box(t, top, bottom, left, right):
+        """A [1, h, w, 1] mask of the rows [top, bottom) and columns [left, right) of the
+        window (full-resolution pixels, multiples of 4) at `t`'s resolution."""
+        masks = []
+        for axis, side, low, high in ((1, height, top, bottom), (2, width, left, right)):
+            scale = side // t.shape[axis]
+            index = ops.arange(t.shape[axis], dtype="int32")
+            inside = ops.logical_and(index >= low // scale, index < high // scale)
+            masks.append(ops.reshape(ops.cast(inside, t.dtype),
+                                     (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1)))
+        return masks[0] * masks[1]
+
+    def edges(rows, cols):
+        """The edge hook for a photo of `rows` x `cols` padded pixels from the window's
+        top-left corner."""
+        def fill(t, mode):
+            return fill_beyond(t, rows // (height // t.shape[1]), cols // (width // t.shape[2]),
+                               mode)
+        return fill
+
+    def whole(images, size):
+        rows, cols = net.padded_size(size[0], size[1])
+
+        def moments(layer, t):
+            mask = box(t, 0, rows, 0, cols)
+            count = ops.sum(mask)
+            mean = ops.sum(t * mask, axis=(0, 1, 2), keepdims=True) / count
+            variance = ops.sum(ops.square(t - mean) * mask, axis=(0, 1, 2), keepdims=True) / count
+            return mean, variance
+
+        with statistics_hook(moments), edge_hook(edges(rows, cols)):
+            return {OUTPUT: net(net.fill_input(images, size[0], size[1]))}
+
+    def core_sums(t, mean, core, rows, cols):
+        """[3, channels]: the pixel count, sum of t - mean and sum of (t - mean)^2 over the
+        core (its part in the padded photo)."""
+        mask = box(t, core[0], ops.minimum(core[1], rows), core[2], ops.minimum(core[3], cols))
+        shifted = (t - mean) * mask
+        return ops.stack([ops.sum(mask) * ops.ones((t.shape[-1],)),
+                          ops.sum(shifted, axis=(0, 1, 2)),
+                          ops.sum(shifted * (t - mean), axis=(0, 1, 2))])
+
+    def staged(index, stages, widest):
+        def function(x, size, core, statistics):
+            rows, cols = net.padded_size(size[0], size[1])
+            if index == 0:
+                x = net.fill_input(x, size[0], size[1])
+            sums = []
+
+            def measure(layer, t):
+                channels = t.shape[-1]
+                mean, variance = (ops.reshape(statistics[len(sums), i, :channels],
+                                              (1, 1, 1, channels)) for i in (0, 1))
+                sums.append(ops.pad(core_sums(t, mean, core, rows, cols),
+                                    ((0, 0), (0, widest - channels))))
+                return mean, variance
+
+            def measure_first(layer, t):
+                sums.append(core_sums(t, 0.0, core, rows, cols)[None])
+                raise _Measured
+
+            with edge_hook(edges(rows, cols)):
+                with statistics_hook(measure):
+                    y = stages[index](x, None)
+                outputs = {"sums": ops.stack(sums)}
+                if index == len(stages) - 1:
+                    return {**outputs, OUTPUT: to_rgb(y)}
+                try:  # the next stage up to its first normalization's input, summed
+                    with statistics_hook(measure_first):
+                        stages[index + 1](y, None)
+                except _Measured:
+                    pass
+            return {**outputs, "features": y, "next_sums": sums[-1]}
+        return function
+
+    stages = net.stages()
+    channels = _stage_channels(net)
+    yield WHOLE, whole, [(INPUT, [1, height, width, 3], "float32"), ("size", [2], "int32")]
+    for index, (normalized, _) in enumerate(channels):
+        widest = max(normalized)
+        inputs = ((INPUT, [1, height, width, 3]) if index == 0 else
+                  ("features", [1, height // 4, width // 4, channels[index - 1][1]]))
+        yield (STAGE.format(index), staged(index, stages, widest),
+               [(*inputs, "float32"), ("size", [2], "int32"), ("core", [4], "int32"),
+                ("statistics", [len(normalized), 2, widest], "float32")])
+
+
+class _Measured(Exception):
+    """Ends tracing a stage once its first normalization's input is summed."""
 
 
 def calibration_batches(images, num_styles=1):
@@ -126,14 +293,18 @@ def calibration_batches(images, num_styles=1):
     return feeds
 
 
-def convert(saved_model_dir, quantization, representative_images=None):
-    """The TFLite flatbuffer (bytes) of the SavedModel's `stylize` signature.
-    `int8` and `uint8` need `representative_images`, from `calibration_batches`."""
+def convert(saved_model_dir, quantization, representative_images=None, signatures=(SIGNATURE,)):
+    """The TFLite flatbuffer (bytes) of the SavedModel's `signatures` (those
+    `write_saved_model` wrote). `int8` and `uint8` need `representative_images` (see
+    `calibration_batches`), and calibrate the `stylize` signature only."""
     import tensorflow as tf
 
     if quantization not in QUANTIZATIONS:
         raise TFLiteError(f"unknown quantization {quantization!r}: one of {', '.join(QUANTIZATIONS)}")
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=[SIGNATURE])
+    if quantization in ("int8", "uint8") and list(signatures) != [SIGNATURE]:
+        raise TFLiteError(f"{quantization} builds have the {SIGNATURE} signature only")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
+                                                         signature_keys=list(signatures))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -262,6 +433,91 @@ class Runner:
             self(image, style_weights)
             times.append(time.perf_counter() - started)
         return statistics.median(times)
+
+
+class StagedRunner:
+    """Stylizes RGB photos of any size with a staged build as web/app.js does in the page:
+    a photo up to the build's size in one `whole` pass, a larger one stage by stage over
+    tiles, each stage's statistics measured in sweeps over the whole photo (see the module's
+    docstring). For the page's tests and measurements."""
+
+    def __init__(self, model, threads=THREADS):
+        self.interpreter = interpreter(model, threads)
+        names = self.interpreter.get_signature_list()
+        self.whole = self.interpreter.get_signature_runner(WHOLE)
+        self.stages = [self.interpreter.get_signature_runner(STAGE.format(i))
+                       for i in range(len(names)) if STAGE.format(i) in names]
+        self.window = tuple(int(s) for s in self.whole.get_input_details()[INPUT]["shape"][1:3])
+
+    def __call__(self, image):
+        """(height, width, 3) -> float32 (height, width, 3) in [0, 255]."""
+        height, width = image.shape[:2]
+        if height <= self.window[0] and width <= self.window[1]:
+            window = np.zeros((1, *self.window, 3), np.float32)
+            window[0, :height, :width] = image
+            return self.whole(**{INPUT: window, "size": np.array([height, width], np.int32)}
+                              )[OUTPUT][0, :height, :width].astype(np.float32)
+        from perceptual_style.tiling import grid
+
+        # The canvas: the photo padded to a multiple of 4, and to at least one window.
+        canvas = [max(-(-side // 4) * 4, window)
+                  for side, window in zip((height, width), self.window)]
+        tiles = [(rows, cols) for rows in grid(height, canvas[0], self.window[0] - 2 * TILE_MARGIN,
+                                               TILE_MARGIN, self.window[0])
+                 for cols in grid(width, canvas[1], self.window[1] - 2 * TILE_MARGIN,
+                                  TILE_MARGIN, self.window[1])]
+        x = np.zeros((*canvas, 3), np.float32)
+        x[:height, :width] = image
+        first = None  # the sums of a stage's first normalization, from the stage before
+        for index, stage in enumerate(self.stages):
+            layers, _, channels = stage.get_input_details()["statistics"]["shape"]
+            statistics = np.zeros((layers, 2, channels))
+            statistics[:, 1] = 1
+            if first is not None:  # summed about mean 0
+                statistics[:1, :, :first.shape[-1]] = updated_statistics(
+                    np.zeros((1, 2, first.shape[-1])), first)
+            scale = 1 if index == 0 else 4  # of this stage's input; its output's below
+            out_scale, key = (1, OUTPUT) if index == len(self.stages) - 1 else (4, "features")
+            sweeps = layers + (first is None)
+            for sweep in range(sweeps):
+                last = sweep == sweeps - 1
+                sums, next_first = np.zeros((layers, 3, channels)), 0.0
+                if last:
+                    output = np.zeros((canvas[0] // out_scale, canvas[1] // out_scale,
+                                       stage.get_output_details()[key]["shape"][-1]), np.float32)
+                for (y, y1, wy0, wy1), (x0, x1, wx0, wx1) in tiles:
+                    # The core, to the window's end for the last (whose padding counts).
+                    y1, x1 = (wy1 if y1 == height else y1), (wx1 if x1 == width else x1)
+                    result = stage(**{
+                        INPUT if index == 0 else "features":
+                            x[wy0 // scale:wy1 // scale, wx0 // scale:wx1 // scale][None],
+                        "size": np.array([height - wy0, width - wx0], np.int32),
+                        "core": np.array([y - wy0, y1 - wy0, x0 - wx0, x1 - wx0], np.int32),
+                        "statistics": statistics.astype(np.float32)})
+                    sums += result["sums"]
+                    if last:
+                        output[y // out_scale:y1 // out_scale, x0 // out_scale:x1 // out_scale] = \
+                            result[key][0, (y - wy0) // out_scale:(y1 - wy0) // out_scale,
+                                        (x0 - wx0) // out_scale:(x1 - wx0) // out_scale]
+                        if key != OUTPUT:
+                            next_first = next_first + result["next_sums"].astype(np.float64)
+                if not last:
+                    statistics = updated_statistics(statistics, sums)
+            x, first = output, (None if key == OUTPUT else next_first)
+        return x[:height, :width]
+
+
+def updated_statistics(statistics, sums):
+    """A stage's statistics [L, 2, C] (mean, variance) measured by the sums [L, 3, C] of a
+    sweep made with `statistics` (count, sum of x - mean, sum of (x - mean)^2, over the
+    whole photo); channels no layer has keep mean 0 and variance 1."""
+    count, shifted, squares = (sums[:, i] for i in range(3))
+    counted = count > 0
+    shift = np.divide(shifted, count, out=np.zeros_like(shifted), where=counted)
+    mean = np.where(counted, statistics[:, 0] + shift, 0)
+    variance = np.where(counted, np.divide(squares, count, out=np.ones_like(squares),
+                                           where=counted) - shift ** 2, 1)
+    return np.stack([mean, np.maximum(variance, 0)], axis=1)
 
 
 def psnr(output, reference):

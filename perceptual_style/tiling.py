@@ -57,6 +57,24 @@ def _ramp(length, start, stop, core_start, core_stop, blend):
     return weight
 
 
+def grid(length, padded_length, core, margin, window=None):
+    """Tiles along a side of `length` pixels (`padded_length` once padded as the network pads):
+    [(core start, core stop, window start, window stop)], cores of `core` pixels from 0, each
+    with `margin` pixels of context on both sides where the padded side has them. With a
+    fixed `window` size (a fixed-shape build's), the windows at the far end are shifted
+    inwards instead of cut, and one longer than the side starts at 0. Cores, margins and
+    windows that are multiples of 4 keep every window on the grid of multiples of 4."""
+    spans = []
+    for start in range(0, length, core):
+        stop = min(start + core, length)
+        if window is None:
+            spans.append((start, stop, max(start - margin, 0), min(stop + margin, padded_length)))
+        else:
+            first = max(min(start - margin, padded_length - window), 0)
+            spans.append((start, stop, first, first + window))
+    return spans
+
+
 def window_fits(shape, tile_size=TILE_SIZE, margin=MARGIN):
     """Whether an image of `shape` is small enough to run in one pass."""
     return max(shape[:2]) <= tile_size + 2 * margin
@@ -160,7 +178,8 @@ def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,
     model = net.func if isinstance(net, functools.partial) else net
     padded = ops.convert_to_numpy(model.pad_input(np.asarray(image)[None]))[0]
     padded_height, padded_width = padded.shape[:2]
-    tiles = [(y, x) for y in range(0, height, tile_size) for x in range(0, width, tile_size)]
+    tiles = [(rows, cols) for rows in grid(height, padded_height, tile_size, margin)
+             for cols in grid(width, padded_width, tile_size, margin)]
     if statistics == "exact":
         hook = _ExactStatistics()
         passes = 1 + len(scaled_statistics(net, np.zeros((16, 16, 3), np.uint8), 16))
@@ -171,11 +190,7 @@ def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,
     output = np.zeros((height, width, 3), np.float32)
     with statistics_hook(hook):
         while True:
-            for y, x in tiles:
-                y1, x1 = min(y + tile_size, height), min(x + tile_size, width)
-                # The window: the core plus `margin` of context, inside the padded image.
-                wy0, wx0 = max(y - margin, 0), max(x - margin, 0)
-                wy1, wx1 = min(y1 + margin, padded_height), min(x1 + margin, padded_width)
+            for (y, y1, wy0, wy1), (x, x1, wx0, wx1) in tiles:
                 if statistics == "exact":
                     # The core, in window pixels; the last cores take the padding along, as
                     # an untiled pass counts it.

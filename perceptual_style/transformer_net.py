@@ -25,6 +25,7 @@ its normalization parameters alone (`style_network`, `train_normalization_only`,
 
 import contextlib
 import contextvars
+import functools
 
 import keras
 import numpy as np
@@ -42,13 +43,14 @@ MAX_RESIDUAL_BLOCKS = 32
 MAX_WIDTH_MULTIPLIER = 4.0
 MAX_STYLES = 1024  # the paper's largest network has 32
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
+_EDGE_HOOK = contextvars.ContextVar("edge_hook", default=None)
 
 
 def _with_channels(shape, channels):
     return (*tuple(shape)[:-1], channels)
 
 
-def _styled(layer, x, style_weights):
+def _styled(layer, x, style_weights=None):
     """`layer(x)`, handing on style weights where there are any: a single-style network's
     calls stay as they were (no keyword argument for Keras to convert in each layer)."""
     return layer(x) if style_weights is None else layer(x, style_weights=style_weights)
@@ -64,6 +66,24 @@ def statistics_hook(hook):
         yield
     finally:
         _STATISTICS_HOOK.reset(token)
+
+
+@contextlib.contextmanager
+def edge_hook(hook):
+    """Within this block, every convolution's input first goes through `hook(x, mode)`,
+    `mode` the padding the convolution applies (one of PADDINGS). A fixed-shape build uses it
+    to run an image smaller than its input as if alone: what lies beyond the image is
+    replaced with what the padding would put there (`fill_beyond`; see tflite.py)."""
+    token = _EDGE_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _EDGE_HOOK.reset(token)
+
+
+def _edged(x, mode):
+    hook = _EDGE_HOOK.get()
+    return x if hook is None else hook(x, mode)
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -149,6 +169,25 @@ def pad(x, rows, cols, mode):
     return x
 
 
+def fill_beyond(x, rows, cols, mode):
+    """`x` (batch, height, width, channels) with everything below its first `rows` and right
+    of its first `cols` (integers or int32 tensors; past the tensor's own sides, nothing is
+    replaced) replaced as padding those would in `mode`, as far as one padding reaches: a
+    convolution then sees the image `x[:, :rows, :cols]` exactly as it would alone. Gathers
+    of clipped indices ("reflect": no edge repeat, as `pad`), a product with a mask
+    ("zero")."""
+    for axis, count in ((1, rows), (2, cols)):
+        index = ops.arange(ops.shape(x)[axis], dtype="int32")
+        inside = index < count
+        if mode == "zero":
+            shape = (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1)
+            x = x * ops.reshape(ops.cast(inside, x.dtype), shape)
+            continue
+        beyond = 2 * (count - 1) - index if mode == "reflect" else count - 1 + 0 * index
+        x = ops.take(x, ops.clip(ops.where(inside, index, beyond), 0, count - 1), axis=axis)
+    return x
+
+
 @keras.saving.register_keras_serializable(PACKAGE)
 class Padding2D(keras.layers.Layer):
     """Pads height and width by `padding` pixels on every side, in `mode` (see `pad`)."""
@@ -159,7 +198,7 @@ class Padding2D(keras.layers.Layer):
 
     def call(self, x):
         p = self.padding
-        return pad(x, (p, p), (p, p), self.mode)
+        return pad(_edged(x, self.mode), (p, p), (p, p), self.mode)
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding, "mode": self.mode}
@@ -267,7 +306,8 @@ class UpsampleConvLayer(keras.layers.Layer):
     def call(self, x, style_weights=None):
         if self.mode == "nearest":
             return _styled(self.conv, self.upsample(x), style_weights)
-        return ops.relu(_styled(self.norm, self.conv(x), style_weights))
+        # The transposed convolution's "same" padding is zeros.
+        return ops.relu(_styled(self.norm, self.conv(_edged(x, "zero")), style_weights))
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "mode": self.mode,
@@ -296,7 +336,7 @@ class SeparableConvLayer(keras.layers.Layer):
     def call(self, x, style_weights=None):
         if self.resize is not None:
             x = self.resize(x)
-        x = _styled(self.norm, self.conv(x), style_weights)
+        x = _styled(self.norm, self.conv(_edged(x, "zero")), style_weights)
         return ops.relu(x) if self.relu else x
 
     def get_config(self):
@@ -403,18 +443,38 @@ class TransformerNet(keras.Model):
         # With a static shape that needs none, padding and cropping stay out of the graph
         # (a TensorFlow Lite build then has no pad op at all).
         unpadded = x is images
+        for stage in self.stages():
+            x = stage(x, style_weights)
+        logits = x if unpadded else x[:, :height, :width, :]
+        stylized = to_rgb(logits)
+        return (stylized, logits) if return_logits else stylized
+
+    def stages(self):
+        """The network as the functions `(x, style_weights)` that `call` runs in turn: the
+        downsampling layers (from RGB in [0, 255]), each residual block, then the upsampling
+        and output layers (to the output layer's logits; `to_rgb` makes them an image).
+        Staged tiling (tflite.py) runs them one at a time over a photo's tiles."""
+        blocks = [functools.partial(_styled, block) for block in self.residuals]
+        return [self._downsample, *blocks, self._upsample]
+
+    def _downsample(self, x, style_weights=None):
         x = x / 127.5 - 1.0  # small activations keep float16 builds in range
-        for layer in self.down + self.residuals + self.up:
+        return self._run_layers(self.down, x, style_weights)
+
+    def _upsample(self, x, style_weights=None):
+        x = self._run_layers(self.up, x, style_weights)
+        # The output layer computes in float32 whatever the policy: bfloat16 would round
+        # the image to steps of about one grey level.
+        return self.out(_edged(x, "zero") if isinstance(self.out, keras.layers.Conv2D) else x)
+
+    @staticmethod
+    def _run_layers(layers, x, style_weights):
+        for layer in layers:
+            if isinstance(layer, keras.layers.Conv2D):  # the mobile stem: zero "same" padding
+                x = _edged(x, "zero")
             # The mobile stem's Keras Conv2D and ReLU hold no per-style parameters.
             x = _styled(layer, x, style_weights) if hasattr(layer, "num_styles") else layer(x)
-        # Scaled tanh, as in the paper, bounds the output to [0, 255]. The output layer
-        # computes in float32 whatever the policy: bfloat16 would round the image to
-        # steps of about one grey level.
-        logits = self.out(x)
-        if not unpadded:
-            logits = logits[:, :height, :width, :]
-        stylized = 127.5 * (ops.tanh(logits) + 1.0)
-        return (stylized, logits) if return_logits else stylized
+        return x
 
     def pad_input(self, images):
         """`images` (any dtype) padded as the network pads them before its first layer, for
@@ -436,11 +496,33 @@ class TransformerNet(keras.Model):
         # cannot infer; without it the first convolution is no TFLite builtin.
         return ops.reshape(x, (-1, height + pad_h, width + pad_w, images.shape[-1]))
 
+    def padded_size(self, height, width):
+        """The height and width (int32 tensors) that `pad_input` pads a photo of `height` x
+        `width` to."""
+        if self.padding == "reflect":
+            height, width = ops.maximum(height, MIN_SIDE), ops.maximum(width, MIN_SIDE)
+        return (height + 3) // 4 * 4, (width + 3) // 4 * 4
+
+    def fill_input(self, images, height, width):
+        """`pad_input` for a photo in the top-left `height` x `width` pixels (int32 tensors)
+        of a larger fixed-shape input: the input with `pad_input`'s padding where it would
+        put it. (Beyond that is for `edge_hook` to fill, before each convolution.)"""
+        if self.padding == "reflect":
+            images = fill_beyond(images, height, width, "replicate")
+            height, width = ops.maximum(height, MIN_SIDE), ops.maximum(width, MIN_SIDE)
+        return fill_beyond(images, height, width, self.padding)
+
     def get_config(self):
         return {**super().get_config(), "upsampling": self.upsampling,
                 "num_residual_blocks": self.num_residual_blocks, "arch": self.arch,
                 "width_multiplier": self.width_multiplier, "num_styles": self.num_styles,
                 "padding": self.padding}
+
+
+def to_rgb(logits):
+    """The output layer's logits -> RGB in [0, 255]: the paper's scaled tanh, which bounds
+    the output."""
+    return 127.5 * (ops.tanh(logits) + 1.0)
 
 
 def with_padding(net, padding):

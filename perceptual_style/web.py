@@ -4,11 +4,14 @@ the LiteRT.js runtime (npm's @litertjs/core, installed by `npm ci` in web/) and 
 never leave the device; nothing is fetched from anywhere but this server.
 
 LiteRT.js runs fixed-shape builds only (an input of height and width -1 is refused), so a
-style is served as one 512x512 float16 build and the page stylizes other sizes in
-overlapping tiles of that size. Without --tflite_dir the builds are made from --saved_dir
-on first start into a cache folder (again when a style's weights change); with it, the fixed-shape builds that folder holds are served as they are (e.g.
-tools/export_tflite.py's output). The responses carry the cross-origin isolation headers
-under which LiteRT.js may run on several threads (SharedArrayBuffer).
+style is served as one 512x512 float16 *staged* build (tflite.py): a photo up to that size
+runs in one pass, a larger one stage by stage in tiles of that size, normalized with the
+whole photo's statistics, as one untiled pass would be. Without --tflite_dir the builds are
+made from --saved_dir on first start into a cache folder (again when a style's weights
+change); with it, the fixed-shape builds that folder holds are served as they are (e.g.
+tools/export_tflite.py's output, which the page runs in tiles normalized one by one). The
+responses carry the cross-origin isolation headers under which LiteRT.js may run on several
+threads (SharedArrayBuffer).
 """
 
 import functools
@@ -31,6 +34,7 @@ RUNTIME = "/node_modules/@litertjs/"  # the only part of web/node_modules that i
 PAGE_FILES = ("/index.html", "/app.js")
 SIZE = (512, 512)
 QUANTIZATION = "float16"
+BUILD_FORMAT = b"staged"  # part of a cached build's digest: builds of other pages are not served
 SAMPLE = "astronaut"  # scikit-image's, 512x512: one tile
 SAMPLE_URL = f"/samples/{SAMPLE}.png"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # Debian's packages
@@ -45,8 +49,8 @@ cli.define_saved_dir(__name__)
 flags.DEFINE_string("tflite_dir", None, "Serve the fixed-shape .tflite builds in this "
                     "folder (searched recursively; e.g. tools/export_tflite.py's output) "
                     "instead of building them. Default: build a "
-                    f"{SIZE[0]}x{SIZE[1]} {QUANTIZATION} build of each style into the cache "
-                    "folder ($XDG_CACHE_HOME or ~/.cache, perceptual_style/tflite/).")
+                    f"{SIZE[0]}x{SIZE[1]} {QUANTIZATION} staged build of each style into the "
+                    "cache folder ($XDG_CACHE_HOME or ~/.cache, perceptual_style/tflite/).")
 FLAGS = flags.FLAGS
 
 
@@ -69,17 +73,18 @@ def cache_dir():
 
 
 def build_missing(styles, folder, shape=SIZE, quantizations=(QUANTIZATION,), report=notice):
-    """{URL path: file} of the builds of `styles` ([(name, style folder)]) in `folder`,
-    making those it lacks. A build is kept under its weights' digest,
-    `<folder>/<style>-<sha256>/<build name>`, so that a retrained style, or another one of
-    the same name (another --saved_dir), is never served an old build."""
+    """{URL path: file} of the staged builds of `styles` ([(name, style folder)]) in
+    `folder`, making those it lacks. A build is kept under the digest of its weights and of
+    BUILD_FORMAT, `<folder>/<style>-<sha256>/<build name>`, so that a retrained style,
+    another one of the same name (another --saved_dir) or a build made for another version
+    of the page is never served."""
     from perceptual_style import tflite
     from perceptual_style.atomic import atomic_write
 
     builds, todo = {}, []
     for name, source in styles:
         with open(os.path.join(source, saved_nets.WEIGHTS_FILE), "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+            digest = hashlib.sha256(f.read() + BUILD_FORMAT).hexdigest()[:16]
         for quantization in quantizations:
             file = tflite.build_name(name, shape, quantization)
             path = os.path.join(folder, f"{name}-{digest}", file)
@@ -93,8 +98,9 @@ def build_missing(styles, folder, shape=SIZE, quantizations=(QUANTIZATION,), rep
     for i, (name, source, quantization, path) in enumerate(todo, 1):
         started = time.time()
         with tempfile.TemporaryDirectory() as tmp, cli.native_stderr_dropped():
-            tflite.write_saved_model(saved_nets.load_transformer(source), tmp, shape)
-            model = tflite.convert(tmp, quantization)
+            signatures = tflite.write_saved_model(saved_nets.load_transformer(source), tmp,
+                                                  shape, staged=True)
+            model = tflite.convert(tmp, quantization, signatures=signatures)
         atomic_write(path, lambda f: f.write(model))
         report(f"web: [{i}/{len(todo)}] {os.path.basename(path)} "
                f"({len(model) / 1e6:.1f} MB, {time.time() - started:.0f} s)")
@@ -152,15 +158,18 @@ def sample_png():
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
-    """The page's files, LiteRT.js's, the builds, `/catalog.json` (the builds and the
-    sample) and the sample photo; nothing else (no folder listings)."""
+    """The page's files, LiteRT.js's, the builds, `/catalog.json` (the builds, the sample
+    and the context a staged build's tiles take) and the sample photo; nothing else (no
+    folder listings)."""
 
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
                       ".js": "text/javascript", ".wasm": "application/wasm",
                       ".tflite": "application/octet-stream"}
 
     def __init__(self, *args, builds, sample, **kwargs):
-        self.builds, self.sample = builds, sample
+        from perceptual_style.tflite import TILE_MARGIN
+
+        self.builds, self.sample, self.tile_margin = builds, sample, TILE_MARGIN
         super().__init__(*args, directory=WEB_DIR, **kwargs)
 
     def end_headers(self):
@@ -176,7 +185,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                                    "url": urllib.parse.quote(url),
                                    "bytes": os.path.getsize(file)}
                                   for url, file in self.builds.items()],
-                       "sample": SAMPLE_URL if self.sample else None}
+                       "sample": SAMPLE_URL if self.sample else None,
+                       "tile_margin": self.tile_margin}
             self.send_bytes(json.dumps(catalog).encode(), "application/json")
         elif path == SAMPLE_URL and self.sample:
             self.send_bytes(self.sample, "image/png")

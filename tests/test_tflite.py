@@ -341,3 +341,96 @@ def test_output_dir_is_checked_before_converting(tiny_style, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         f"export_tflite: error: [Errno 20] not a folder: '{tmp_path / 'out'}'")
+
+
+# Staged builds --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def staged(style_net, tmp_path_factory):
+    """tiny_style's 64x64 float32 staged build."""
+    folder = tmp_path_factory.mktemp("staged")
+    signatures = tflite.write_saved_model(style_net, str(folder), SIZE, staged=True)
+    assert signatures == ["stylize", "whole", *(f"stage{i}" for i in range(7))]
+    return tflite.convert(str(folder), "float32", signatures=signatures)
+
+
+def test_staged_signatures(staged, builds):
+    """Each stage's statistics: its normalizations (3 downsampling, 2 per residual block, 2
+    upsampling), zero-padded to its widest; its input at full or a quarter resolution. The
+    signatures share the weights."""
+    interp = tflite.interpreter(staged)
+    details = {name: interp.get_signature_runner(name).get_input_details()
+               for name in interp.get_signature_list()}
+    assert set(details["whole"]) == {"images", "size"}
+    assert set(details["stage3"]) == {"features", "size", "core", "statistics"}
+    assert details["stage0"]["statistics"]["shape"].tolist() == [3, 2, 128]
+    assert details["stage0"]["images"]["shape"].tolist() == [1, 64, 64, 3]
+    for i in range(1, 6):
+        assert details[f"stage{i}"]["statistics"]["shape"].tolist() == [2, 2, 128]
+        assert details[f"stage{i}"]["features"]["shape"].tolist() == [1, 16, 16, 128]
+    assert details["stage6"]["statistics"]["shape"].tolist() == [2, 2, 64]
+    assert details["stage6"]["core"]["dtype"] == np.int32
+    assert len(staged) < 1.1 * len(builds["float32"])
+
+
+def test_stage_takes_the_given_statistics_and_sums_its_core(staged, style_net):
+    """stage0 with given statistics against Keras normalizing with the same ones: the
+    quarter-resolution features agree, the sums over the core are those of the Keras
+    activations over the same pixels, and `next_sums` those (about 0) of the input of
+    stage1's first normalization."""
+    from perceptual_style.transformer_net import statistics_hook
+
+    rng = np.random.default_rng(3)
+    image = photo(*SIZE, seed=27).astype(np.float32)
+    statistics = np.zeros((3, 2, 128), np.float32)
+    statistics[:, 0] = rng.normal(0, 0.1, (3, 128))
+    statistics[:, 1] = rng.uniform(0.5, 2, (3, 128))
+    core = np.array([8, 40, 4, 64], np.int32)  # rows 8-40, columns 4-64 of the window
+    result = tflite.interpreter(staged).get_signature_runner("stage0")(
+        images=image[None], size=np.array(SIZE, np.int32), core=core, statistics=statistics)
+    expected_sums = []
+
+    def given(layer, x):
+        i = len(expected_sums)
+        channels = x.shape[-1]
+        mean, variance = statistics[i, 0, :channels], statistics[i, 1, :channels]
+        scale = SIZE[0] // x.shape[1]
+        part = keras.ops.convert_to_numpy(x)[0, 8 // scale:40 // scale, 4 // scale:64 // scale]
+        part = part.reshape(-1, channels).astype(np.float64) - mean
+        expected_sums.append((len(part), part.sum(0), (part ** 2).sum(0)))
+        return mean.reshape(1, 1, 1, -1), variance.reshape(1, 1, 1, -1)
+
+    with statistics_hook(given):
+        features = keras.ops.convert_to_numpy(style_net.stages()[0](image[None]))
+    np.testing.assert_allclose(result["features"], features, atol=1e-3)
+    statistics = np.zeros((5, 2, 128), np.float32)  # stage1: about 0
+    with statistics_hook(given):
+        style_net.stages()[1](features)
+    count, total, squares = expected_sums[3]
+    np.testing.assert_allclose(result["next_sums"][0], [np.full(128, count), total, squares],
+                               rtol=1e-3, atol=0.05)
+    for (count, total, squares), sums in zip(expected_sums, result["sums"]):
+        channels = len(total)
+        np.testing.assert_allclose(sums[0, :channels], count)
+        np.testing.assert_allclose(sums[1, :channels], total, rtol=1e-3, atol=0.05)
+        np.testing.assert_allclose(sums[2, :channels], squares, rtol=1e-3)
+        assert not sums[:, channels:].any()
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (48, 40), (3, 50), (100, 140), (70, 200), (130, 30)])
+def test_staged_build_stylizes_any_size_as_one_untiled_pass(staged, style_net, shape):
+    """Up to the build's size in one `whole` pass (the photo's own statistics, its edges as
+    if alone), larger in tiles stage by stage with whole-photo statistics: an untiled Keras
+    pass, to float32 rounding."""
+    image = photo(*shape, seed=28)
+    output = tflite.StagedRunner(staged)(image)
+    assert output.shape == (*shape, 3)
+    assert tflite.psnr(output, keras_output(style_net, image)) >= tflite.PSNR_FLOORS["float32"]
+
+
+def test_staged_build_errors_are_one_line(style_net, tmp_path):
+    with pytest.raises(tflite.TFLiteError, match="a staged build needs sides that are multiples "
+                                                  "of 4 over 32, not 32x64"):
+        tflite.write_saved_model(style_net, str(tmp_path / "small"), (32, 64), staged=True)
+    with pytest.raises(tflite.TFLiteError, match="int8 builds have the stylize signature only"):
+        tflite.convert(str(tmp_path), "int8", [photo()], signatures=["stylize", "whole"])

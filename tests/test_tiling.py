@@ -12,6 +12,17 @@ from perceptual_style.transformer_net import statistics_hook
 
 # Tiling ---------------------------------------------------------------
 
+def test_grid_of_clipped_and_of_fixed_windows():
+    """Cores of 32 with 16 pixels of context along a side of 98 (padded to 100): windows cut
+    at the padded side, or of a fixed 64 pixels shifted inwards; one window of 64 over a
+    side of 40 starts at 0."""
+    assert tiling.grid(98, 100, 32, 16) == [(0, 32, 0, 48), (32, 64, 16, 80), (64, 96, 48, 100),
+                                            (96, 98, 80, 100)]
+    assert tiling.grid(98, 100, 32, 16, 64) == [(0, 32, 0, 64), (32, 64, 16, 80),
+                                                (64, 96, 36, 100), (96, 98, 36, 100)]
+    assert tiling.grid(40, 64, 32, 16, 64) == [(0, 32, 0, 64), (32, 40, 0, 64)]
+
+
 def test_tiles_agree_with_the_untiled_pass_seams_included(net):
     """Exact whole-image statistics + margins beyond the receptive field: the tiled result
     equals the untiled one to float rounding, everywhere (stated tolerance: 0.01 grey

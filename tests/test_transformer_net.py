@@ -12,8 +12,9 @@ from perceptual_style.saved_nets import (load_metadata, load_style_names, load_t
                                          save_transformer)
 from perceptual_style.transformer_net import (INPUT_SHAPE, InstanceNormalization,
                                               PADDINGS, NearestUpsampling2D, Padding2D,
-                                              TransformerNet, add_style, is_normalization, pad,
-                                              style_network, with_padding)
+                                              TransformerNet, add_style, edge_hook,
+                                              fill_beyond, is_normalization, pad,
+                                              statistics_hook, style_network, with_padding)
 from weight_files import damaged_copies
 
 
@@ -85,6 +86,47 @@ def test_padding_matches_numpy(mode):
     for amounts in [((0, 3), (1, 2)), ((0, keras.ops.convert_to_tensor(3)),
                                        (1, keras.ops.convert_to_tensor(2)))]:
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(pad(x, *amounts, mode)), expected)
+
+
+@pytest.mark.parametrize("mode", PADDINGS)
+def test_fill_beyond_puts_the_padding_past_the_image(mode):
+    """The 3 x 4 image in the corner of a 7 x 8 tensor: within the reach of a padding of 2,
+    what padding the image alone would give; the image itself unchanged."""
+    x = np.random.default_rng(0).normal(size=(1, 7, 8, 2)).astype("float32")
+    filled = keras.ops.convert_to_numpy(fill_beyond(x, keras.ops.convert_to_tensor(3),
+                                                    keras.ops.convert_to_tensor(4), mode))
+    padded = np.pad(x[:, :3, :4], ((0, 0), (0, 2), (0, 2), (0, 0)), mode=NUMPY_MODES[mode])
+    np.testing.assert_array_equal(filled[:, :5, :6], padded)
+
+
+@pytest.mark.parametrize("config", [{}, {"padding": "replicate"}, {"padding": "zero"},
+                                    {"upsampling": "transpose"},
+                                    {"arch": "mobile", "width_multiplier": 0.25}])
+def test_a_photo_in_a_larger_input_runs_as_alone(config):
+    """A 21 x 26 photo in the corner of a 32 x 32 input, filled as the network pads
+    (fill_input), the rest filled before each convolution (edge_hook) and the statistics
+    taken over the padded photo only: the photo's pixels come out as from an untiled pass."""
+    keras.utils.set_random_seed(6)
+    net = TransformerNet(num_residual_blocks=1, **config)
+    net.build(INPUT_SHAPE)
+    image = np.random.default_rng(6).uniform(0, 255, (1, 21, 26, 3)).astype("float32")
+    window = np.zeros((1, 32, 32, 3), "float32")
+    window[:, :21, :26] = image
+    rows, cols = (int(v) for v in net.padded_size(21, 26))
+    assert (rows, cols) == (24, 28)
+
+    def moments(layer, x):
+        scale = 32 // x.shape[1]
+        return keras.ops.moments(x[:, :rows // scale, :cols // scale], axes=(1, 2), keepdims=True)
+
+    def fill(x, mode):
+        return fill_beyond(x, rows // (32 // x.shape[1]), cols // (32 // x.shape[2]), mode)
+
+    with statistics_hook(moments), edge_hook(fill):
+        output = net(net.fill_input(window, 21, 26))
+    alone = keras.ops.convert_to_numpy(net(image))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(output)[:, :21, :26], alone, atol=0.01)
+    assert np.abs(keras.ops.convert_to_numpy(net(window))[:, :21, :26] - alone).max() > 1
 
 
 def test_replicate_pads_a_single_pixel():

@@ -1,8 +1,10 @@
 """The web page in a real browser: `python -m perceptual_style.web` serves a seeded
-network's 64x64 build, headless Chromium runs it with LiteRT.js, and the page's pixels match
-LiteRT's in Python (one tile, a reflection-padded small photo, cross-faded tiles, the
-strength blend, a scaled-down long photo, a dropped photo); a damaged file is reported.
-Also the command's builds and its one-line errors."""
+network's 64x64 builds, headless Chromium runs them with LiteRT.js, and the page's pixels
+match LiteRT's in Python. A staged build (the command's own kind): a small photo in one
+pass and a larger one stage by stage in tiles, both as one untiled pass. A plain build (one
+`stylize` signature, as tools/export_tflite.py makes): one tile, a reflection-padded small
+photo, cross-faded tiles normalized one by one. Also the strength blend, a scaled-down long
+photo, a dropped photo, a damaged file; the command's builds and its one-line errors."""
 
 import base64
 import contextlib
@@ -21,7 +23,7 @@ from conftest import HANG_TIMEOUT, REPO, decode, encode, photo, run_cli, tensorf
 
 pytestmark = tensorflow_only
 tf = pytest.importorskip("tensorflow")
-from perceptual_style import cli, tflite, web  # noqa: E402  (needs LiteRT)
+from perceptual_style import cli, tflite, tiling, web  # noqa: E402  (needs LiteRT)
 
 SIZE = (64, 64)
 PSNR_FLOOR = 40.0
@@ -55,6 +57,18 @@ def build(net, tmp_path_factory):
     return folder / "builds", model
 
 
+@pytest.fixture(scope="module")
+def staged_build(net, tmp_path_factory):
+    """The seeded network's 64x64 float16 staged build, as the command makes them: (the
+    folder to serve, the flatbuffer)."""
+    folder = tmp_path_factory.mktemp("staged")
+    signatures = tflite.write_saved_model(net, str(folder / "saved_model"), SIZE, staged=True)
+    model = tflite.convert(str(folder / "saved_model"), "float16", signatures=signatures)
+    (folder / "builds" / "staged").mkdir(parents=True)
+    (folder / "builds" / "staged" / tflite.build_name("staged", SIZE, "float16")).write_bytes(model)
+    return folder / "builds", model
+
+
 @contextlib.contextmanager
 def serving(args, env=None):
     """`python -m perceptual_style.web ARGS --port=0` running: yields its URL and the count
@@ -72,10 +86,10 @@ def serving(args, env=None):
         server.communicate(timeout=HANG_TIMEOUT)
 
 
-@pytest.fixture(scope="module")
-def page(build):
-    """Headless Chromium on the served page, once the build is ready."""
-    with serving([f"--tflite_dir={build[0]}"]) as (url, count):
+@contextlib.contextmanager
+def browsing(folder):
+    """Headless Chromium on the page serving the one build in `folder`, once it is ready."""
+    with serving([f"--tflite_dir={folder}"]) as (url, count):
         assert count == 1
         driver = web.headless_chromium()
         try:
@@ -84,6 +98,20 @@ def page(build):
             yield driver
         finally:
             driver.quit()
+
+
+@pytest.fixture(scope="module")
+def page(build):
+    """The page with the plain build."""
+    with browsing(build[0]) as driver:
+        yield driver
+
+
+@pytest.fixture(scope="module")
+def staged_page(staged_build):
+    """The page with the staged build."""
+    with browsing(staged_build[0]) as driver:
+        yield driver
 
 
 def wait_for(driver, kind, text=""):
@@ -115,6 +143,35 @@ def stylize_in_page(driver, folder, image, name):
 def litert(model, image):
     """LiteRT's output in Python, rounded to bytes as the page rounds it."""
     return np.clip(np.rint(tflite.Runner(model)(image)), 0, 255)
+
+
+@needs_browser
+def test_staged_page_runs_a_larger_photo_as_one_untiled_pass(staged_page, staged_build, page, net,
+                                                             tmp_path):
+    """100x140 with the staged 64x64 build: 20 tiles (cores of 32, 16 pixels of context), 7
+    stages with whole-photo statistics. The page's pixels are StagedRunner's in Python
+    (measured 84 dB), and an untiled Keras pass's to float16 rounding (57 dB); the plain
+    build's tiles, each normalized alone, are far from it (8 dB)."""
+    image = photo(100, 140, seed=35)
+    output = stylize_in_page(staged_page, tmp_path, image, "large.png")
+    assert "(20 tiles of 64x64 in 7 stages, " in wait_for(staged_page, "done")
+    assert output.shape == (100, 140, 3)
+    python = np.clip(np.rint(tflite.StagedRunner(staged_build[1])(image)), 0, 255)
+    assert tflite.psnr(output, python) >= PSNR_FLOOR
+    untiled = tiling._run(net, image)
+    staged = tflite.psnr(output, untiled)
+    per_tile = tflite.psnr(stylize_in_page(page, tmp_path, image, "large_plain.png"), untiled)
+    assert staged >= PSNR_FLOOR and staged >= per_tile + 20, (staged, per_tile)
+
+
+@needs_browser
+def test_staged_page_runs_a_small_photo_in_one_pass_as_alone(staged_page, net, tmp_path):
+    """48x40 in the 64x64 build: normalized over the photo only, and what lies beyond it
+    filled before each convolution as the network pads: an untiled pass (measured 56 dB)."""
+    image = photo(48, 40, seed=36)
+    output = stylize_in_page(staged_page, tmp_path, image, "small_staged.png")
+    assert "(one pass at 64x64, " in wait_for(staged_page, "done")
+    assert tflite.psnr(output, np.clip(np.rint(tiling._run(net, image)), 0, 255)) >= PSNR_FLOOR
 
 
 @needs_browser
@@ -236,6 +293,8 @@ def test_builds_are_made_once_per_weights(mini_style):
                         r"mini_64x64_float16\.tflite", path)
     details = tflite.signature_details(open(path, "rb").read())
     assert details["inputs"][tflite.INPUT]["shape"] == [1, 64, 64, 3]
+    signatures = tflite.interpreter(open(path, "rb").read()).get_signature_list()
+    assert {"whole", "stage0", "stage2"} <= set(signatures) and "stage3" not in signatures
     assert len(messages) == 2 and "making 1 .tflite build" in messages[0]
     messages.clear()
     assert web.build_missing([("mini", style)], web.cache_dir(), SIZE,

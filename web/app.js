@@ -10,8 +10,8 @@ const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 
   1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
 
 const $ = (id) => document.getElementById(id);
-const state = {builds: [], threads: 1, photo: null, photoName: '', model: null, modelName: '',
-  result: null};
+const state = {builds: [], tileMargin: 0, threads: 1, photo: null, photoName: '', model: null,
+  modelName: '', result: null};
 // Loading a style and stylizing run one at a time, in `queue`; a request made while one runs
 // supersedes those that have not started, and makes the running one stop at its next step.
 let wanted = 0;
@@ -76,8 +76,8 @@ async function update(ticket) {
   compose();
   progress(null);
   status(`Stylized ${photoName} with ${build.name} in ${(duration / 1000).toFixed(2)} s ` +
-      `(${stylized.tiles} tile${stylized.tiles > 1 ? 's' : ''} of ${stylized.tile}, ` +
-      `WebAssembly, ${state.threads} thread${state.threads > 1 ? 's' : ''}).`, 'done');
+      `(${stylized.how}, WebAssembly, ${state.threads} thread${state.threads > 1 ? 's' : ''}).`,
+  'done');
 }
 
 async function download(build) {
@@ -98,6 +98,201 @@ async function download(build) {
   const bytes = new Uint8Array(received);
   chunks.reduce((offset, chunk) => (bytes.set(chunk, offset), offset + chunk.length), 0);
   return bytes;
+}
+
+// The stylized photo, float RGB in [0, 255], and how it was made: with a staged build (the
+// server's own) as one untiled pass would make it, else in tiles normalized one by one.
+function stylize(photo, model, ticket, name) {
+  const staged = model.signatures.whole && model.signatures.stage0;
+  return (staged ? stylizeStaged : stylizeInTiles)(photo, model, ticket, name);
+}
+
+// Shows a step of the work and lets the page draw it; false once the work is superseded.
+async function step(text, done, total, ticket) {
+  status(text, 'busy');
+  progress(total > 1 ? done / total : NaN);
+  await new Promise((resolve) => setTimeout(resolve));
+  return !stale(ticket);
+}
+
+// Runs the build's signature `key` on {input name: [typed array, shape]}: {output name:
+// typed array}.
+async function run(model, key, inputs) {
+  const tensors = Object.fromEntries(Object.entries(inputs).map(
+      ([name, [data, shape]]) => [name, new Tensor(data, shape)]));
+  let outputs;
+  try {
+    outputs = await model.run(key, tensors);
+  } finally {
+    Object.values(tensors).forEach((t) => t.delete());
+  }
+  const arrays = Object.fromEntries(Object.entries(outputs).map(
+      ([name, tensor]) => [name, tensor.toTypedArray()]));
+  Object.values(outputs).forEach((t) => t.delete());
+  return arrays;
+}
+
+const inputShape = (model, key, name) =>
+  Array.from(model.signatures[key].getInputDetails().find((d) => d.name === name).shape);
+const ceil4 = (n) => Math.ceil(n / 4) * 4;
+
+// An image of `channels` floats a pixel, row by row.
+function image(height, width, channels) {
+  return {height, width, channels, data: new Float32Array(height * width * channels)};
+}
+
+// The photo's RGB, in the top-left corner of an image of height x width.
+function photoImage(photo, height, width) {
+  const result = image(height, width, 3);
+  for (let y = 0; y < photo.height; y++) {
+    for (let x = 0; x < photo.width; x++) {
+      for (let c = 0; c < 3; c++) {
+        result.data[(y * width + x) * 3 + c] = photo.data[(y * photo.width + x) * 4 + c];
+      }
+    }
+  }
+  return result;
+}
+
+// The height x width pixels of `source` from (top, left).
+function crop(source, top, left, height, width) {
+  const {channels} = source;
+  const data = new Float32Array(height * width * channels);
+  for (let y = 0; y < height; y++) {
+    const from = ((top + y) * source.width + left) * channels;
+    data.set(source.data.subarray(from, from + width * channels), y * width * channels);
+  }
+  return {height, width, channels, data};
+}
+
+// Copies the height x width pixels of `source` from (top, left) to `target` at (y, x).
+function paste(target, y, x, source, top, left, height, width) {
+  const {channels} = source;
+  for (let r = 0; r < height; r++) {
+    const from = ((top + r) * source.width + left) * channels;
+    target.data.set(source.data.subarray(from, from + width * channels),
+        ((y + r) * target.width + x) * channels);
+  }
+}
+
+// Tiles along a side of `length` pixels (`padded` once padded to a multiple of 4 and to at
+// least one window): [core start, core stop, window start], cores of `core` pixels, each
+// with `margin` pixels of context where the side has them, windows shifted inwards at the
+// far end. As tiling.grid does for perceptual_style.tflite.StagedRunner.
+function grid(length, padded, core, margin, window) {
+  const spans = [];
+  for (let start = 0; start < length; start += core) {
+    spans.push([start, Math.min(start + core, length),
+      Math.max(Math.min(start - margin, padded - window), 0)]);
+  }
+  return spans;
+}
+
+// A stage's statistics [L, 2, C] (mean, variance) from the sums [L, 3, C] of a sweep made
+// with `statistics`: count, sum of x - mean, sum of (x - mean)^2 over the whole photo.
+function updatedStatistics(statistics, sums, layers, channels) {
+  const result = new Float64Array(statistics.length);
+  for (let l = 0; l < layers; l++) {
+    for (let c = 0; c < channels; c++) {
+      const [count, shifted, squares] = [0, 1, 2].map((i) => sums[(3 * l + i) * channels + c]);
+      const mean = (2 * l) * channels + c;
+      const shift = count > 0 ? shifted / count : 0;
+      result[mean] = count > 0 ? statistics[mean] + shift : 0;
+      result[mean + channels] = count > 0 ? Math.max(squares / count - shift * shift, 0) : 1;
+    }
+  }
+  return result;
+}
+
+// With a staged build (see perceptual_style/tflite.py): a photo up to the build's size in one
+// pass, normalized over the photo alone; a larger one stage by stage (the downsampling
+// layers, each residual block, the upsampling layers), each over every tile in sweeps that
+// measure the stage's statistics over the whole photo, then a sweep that keeps its output.
+async function stylizeStaged(photo, model, ticket, name) {
+  const {width, height} = photo;
+  const [, windowHeight, windowWidth] = inputShape(model, 'whole', 'images');
+  const tile = `${windowWidth}x${windowHeight}`;
+  if (height <= windowHeight && width <= windowWidth) {
+    if (!await step(`Stylizing ${state.photoName} with ${name}…`, 0, 1, ticket)) return null;
+    const {stylized} = await run(model, 'whole', {
+      images: [photoImage(photo, windowHeight, windowWidth).data,
+        [1, windowHeight, windowWidth, 3]],
+      size: [Int32Array.of(height, width), [2]]});
+    const result = {height: windowHeight, width: windowWidth, channels: 3, data: stylized};
+    return {pixels: crop(result, 0, 0, height, width).data, how: `one pass at ${tile}`};
+  }
+  const margin = state.tileMargin;
+  const canvas = [Math.max(ceil4(height), windowHeight), Math.max(ceil4(width), windowWidth)];
+  const rows = grid(height, canvas[0], windowHeight - 2 * margin, margin, windowHeight);
+  const cols = grid(width, canvas[1], windowWidth - 2 * margin, margin, windowWidth);
+  const stages = [];
+  while (model.signatures[`stage${stages.length}`]) stages.push(`stage${stages.length}`);
+  const layers = stages.map((key) => inputShape(model, key, 'statistics'));
+  const tiles = rows.length * cols.length;
+  // Sweeps: a stage's L normalizations and its output, one fewer for all but the first.
+  const total = tiles * (1 + layers.reduce((sum, [count]) => sum + count, 0));
+  let x = photoImage(photo, canvas[0], canvas[1]);
+  let first = null;  // the sums of a stage's first normalization, from the stage before
+  let done = 0;
+  for (const [index, key] of stages.entries()) {
+    const [count, , channels] = layers[index];
+    const [input, output] = [index === 0 ? 'images' : 'features',
+      index === stages.length - 1 ? 'stylized' : 'features'];
+    const scale = canvas[0] / x.height;  // of this stage's input; its output's below
+    const outScale = output === 'stylized' ? 1 : 4;
+    const outChannels = model.signatures[key].getOutputDetails()
+        .find((d) => d.name === output).shape[3];
+    let statistics = new Float64Array(count * 2 * channels);
+    for (let l = 0; l < count; l++) {
+      statistics.fill(1, (2 * l + 1) * channels, (2 * l + 2) * channels);  // variances
+    }
+    if (first) {  // summed about mean 0: the first layer's mean and variance rows
+      const firstChannels = first.length / 3;
+      const measured = updatedStatistics(new Float64Array(2 * firstChannels), first, 1,
+          firstChannels);
+      statistics.set(measured.subarray(0, firstChannels));
+      statistics.set(measured.subarray(firstChannels), channels);
+    }
+    const sweeps = count + (first ? 0 : 1);
+    for (let sweep = 0; sweep < sweeps; sweep++) {
+      const sums = new Float64Array(count * 3 * channels);
+      const next = sweep === sweeps - 1 ?
+        image(canvas[0] / outScale, canvas[1] / outScale, outChannels) : null;
+      const nextFirst = next && output === 'features' ? new Float64Array(3 *
+          model.signatures[key].getOutputDetails().find((d) => d.name === 'next_sums').shape[2]) :
+        null;
+      for (const [y0, y1, top] of rows) {
+        for (const [x0, x1, left] of cols) {
+          if (!await step(`Stylizing ${state.photoName} with ${name}: step ${done + 1} of ` +
+              `${total}`, done, total, ticket)) return null;
+          // The core in window pixels, to the window's end for the last (its padding counts).
+          const bottom = (y1 === height ? top + windowHeight : y1) - top;
+          const right = (x1 === width ? left + windowWidth : x1) - left;
+          const window = crop(x, top / scale, left / scale, windowHeight / scale,
+              windowWidth / scale);
+          const result = await run(model, key, {
+            [input]: [window.data, [1, window.height, window.width, window.channels]],
+            size: [Int32Array.of(height - top, width - left), [2]],
+            core: [Int32Array.of(y0 - top, bottom, x0 - left, right), [4]],
+            statistics: [Float32Array.from(statistics), [count, 2, channels]]});
+          result.sums.forEach((v, i) => { sums[i] += v; });
+          if (next) {
+            const out = {height: windowHeight / outScale, width: windowWidth / outScale,
+              channels: outChannels, data: result[output]};
+            paste(next, y0 / outScale, x0 / outScale, out, (y0 - top) / outScale,
+                (x0 - left) / outScale, (bottom - y0 + top) / outScale,
+                (right - x0 + left) / outScale);
+            if (nextFirst) result.next_sums.forEach((v, i) => { nextFirst[i] += v; });
+          }
+          done++;
+        }
+      }
+      if (next) [x, first] = [next, nextFirst];
+      else statistics = updatedStatistics(statistics, sums, count, channels);
+    }
+  }
+  return {pixels: crop(x, 0, 0, height, width).data,
+    how: `${tiles} tiles of ${tile} in ${stages.length} stages`};
 }
 
 // Reflects index i into [0, length) without repeating the edge (NumPy's 'reflect').
@@ -130,8 +325,9 @@ function fadeWeights(start, tile, length, fade) {
   return weights;
 }
 
-// The stylized photo, float RGB in [0, 255], run tile by tile at the build's input size.
-async function stylize(photo, model, ticket, name) {
+// With a build of one `stylize` signature (such as tools/export_tflite.py's): tile by tile at
+// the build's input size, each tile normalized alone.
+async function stylizeInTiles(photo, model, ticket, name) {
   const [details] = model.getInputDetails();
   const [, tileHeight, tileWidth] = details.shape;
   const {width, height, data} = photo;
@@ -147,11 +343,9 @@ async function stylize(photo, model, ticket, name) {
   for (const y0 of ys) {
     const wy = fadeWeights(y0, tileHeight, height, fade);
     for (const x0 of xs) {
-      status(`Stylizing ${state.photoName} with ${name}` +
-          (tiles > 1 ? `: tile ${done + 1} of ${tiles}` : '…'), 'busy');
-      progress(tiles > 1 ? done / tiles : NaN);
-      await new Promise((resolve) => setTimeout(resolve));  // lets the page show it
-      if (stale(ticket)) return null;
+      const text = `Stylizing ${state.photoName} with ${name}` +
+          (tiles > 1 ? `: tile ${done + 1} of ${tiles}` : '…');
+      if (!await step(text, done, tiles, ticket)) return null;
       for (let y = 0; y < tileHeight; y++) {
         const row = mirror(y0 + y, height) * width;
         for (let x = 0; x < tileWidth; x++) {
@@ -189,7 +383,9 @@ async function stylize(photo, model, ticket, name) {
   for (let p = 0; p < weight.length; p++) {
     for (let c = 0; c < 3; c++) sum[3 * p + c] /= weight[p];
   }
-  return {pixels: sum, tiles, tile: `${tileWidth}x${tileHeight}`};
+  return {pixels: sum,
+    how: `${tiles} tile${tiles > 1 ? 's' : ''} of ${tileWidth}x${tileHeight}` +
+      (tiles > 1 ? ', each normalized alone' : '')};
 }
 
 // The result at the chosen strength: a pixel blend of the stylized image and the photo
@@ -301,6 +497,7 @@ async function start() {
   if (!response.ok) throw new Error(`the server answered ${response.status}`);
   const catalog = await response.json();
   state.builds = catalog.builds;
+  state.tileMargin = catalog.tile_margin;
   const wantedStyle = new URLSearchParams(location.search).get('style');
   const select = $('style');
   catalog.builds.forEach((build, i) => select.add(new Option(
