@@ -29,7 +29,8 @@ def model_configs():
 def test_models_config_lists_every_style_with_a_version_policy():
     configs = model_configs()
     assert sorted(c.name for c in configs) == STYLES
-    assert STYLES == ["la_muse", "mosaic", "snight", "the_scream", "udnie", "wave"]
+    assert STYLES == ["candy", "la_muse", "mosaic", "rain_princess", "snight", "the_scream",
+                      "udnie", "wave"]
     for config in configs:
         assert os.path.isfile(os.path.join(REPO, "styles", f"{config.name}.flags"))
         assert config.base_path == f"/models/{config.name}"
