@@ -280,7 +280,7 @@ def require(*names):
             raise CommandError(f"--{name} is required (see --helpfull)")
 
 
-# Set by the user to choose what TensorFlow logs: then nothing is dropped.
+# Set by the user to choose what TensorFlow logs: at 0, nothing is dropped.
 USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 
 
@@ -289,7 +289,7 @@ def native_stderr_dropped():
     """Drops what native code writes to stderr (file descriptor 2) in the block, where no
     log level reaches: TensorFlow's start-up lines (oneDNN, CUDA drivers, CPU features),
     the TFLite calibrator's and LiteRT's. TF_CPP_MIN_LOG_LEVEL=0 shows them."""
-    if USER_LOG_LEVEL is not None:
+    if USER_LOG_LEVEL == "0":  # a higher level (often inherited) still drops them
         yield
         return
     sys.stderr.flush()
