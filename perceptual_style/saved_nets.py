@@ -51,12 +51,17 @@ def now():
 
 def read_history(checkpoint_dir):
     """This run's earlier sessions (resumed from the same checkpoints)."""
+    return _read_kept(checkpoint_dir, HISTORY_FILE, list) or []
+
+
+def _read_kept(checkpoint_dir, name, kind):
+    """The JSON `name` kept beside a run's checkpoints if it is a `kind`, else None."""
     try:
-        with open(os.path.join(checkpoint_dir, HISTORY_FILE)) as f:
-            history = json.load(f)
-        return history if isinstance(history, list) else []
+        with open(os.path.join(checkpoint_dir, name)) as f:
+            value = json.load(f)
+        return value if isinstance(value, kind) else None
     except (OSError, ValueError):
-        return []
+        return None
 
 
 PRIOR_FILE = "initialized_from.json"  # --init_from's metadata, beside a run's checkpoints
@@ -71,12 +76,7 @@ def keep_prior(checkpoint_dir, prior):
 
 def kept_prior(checkpoint_dir):
     """The metadata keep_prior kept for this run, or None."""
-    try:
-        with open(os.path.join(checkpoint_dir, PRIOR_FILE)) as f:
-            prior = json.load(f)
-        return prior if isinstance(prior, dict) else None
-    except (OSError, ValueError):
-        return None
+    return _read_kept(checkpoint_dir, PRIOR_FILE, dict)
 
 
 def record_session(checkpoint_dir, sessions, first_step, last_step, seconds, run):
