@@ -16,11 +16,16 @@ import os
 import sys
 import time
 
+from perceptual_style import cli
+
+# The imports below load the backend: quietly, as the other commands do after their flags.
+cli.import_quietly(["keras"])
+
 import keras
 import numpy as np
 from absl import flags
 
-from perceptual_style import cli, saved_nets
+from perceptual_style import saved_nets
 from perceptual_style.data import ImageFolderDataset, list_images
 from perceptual_style.transformer_net import ARCHITECTURES, INPUT_SHAPE, TransformerNet
 

@@ -18,12 +18,16 @@ import sys
 import time
 from typing import NamedTuple
 
+from perceptual_style import cli
+
+# The imports below load the backend: quietly, as the other commands do after their flags.
+cli.import_quietly(["keras"])
+
 import keras
 import numpy as np
 from absl import flags, logging
 
 from perceptual_style import callbacks as cb
-from perceptual_style import cli
 from perceptual_style import distribute, precision, saved_nets, style_flags
 from perceptual_style.checkpoint import restore_checkpoint, save_checkpoint
 from perceptual_style.data import NO_READABLE_IMAGES, ImageFolderDataset, SkippedFiles

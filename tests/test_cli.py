@@ -15,7 +15,12 @@ TOOLS = {"stylize": ("perceptual_style.stylize", "--tile_size"),
          "export": ("perceptual_style.export", "--models_dir"),
          "client": ("perceptual_style.client", "--protocol"),
          "export_tflite": ("tools/export_tflite.py", "--quantizations"),
-         "stylize_video": ("perceptual_style.stylize_video", "--temporal")}
+         "stylize_video": ("perceptual_style.stylize_video", "--temporal"),
+         "quality": ("tools/quality.py", "--max_clipped")}
+# Tools whose flags come from modules that load the backend (the trainers' loss flags): they
+# import it first, quietly.
+TRAINERS = {"train": ("perceptual_style.train", "--crop_size"),
+            "distill": ("perceptual_style.distill", "--teacher")}
 # Prints, at exit, which of the modules that load a backend the tool imported.
 RUN = """import atexit, runpy, sys
 atexit.register(lambda: print("imported:", [m for m in ("keras", "tensorflow", "jax")
@@ -30,7 +35,8 @@ else:
 
 def run_tool(program, *args):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    return subprocess.run([sys.executable, "-c", RUN, TOOLS[program][0], *args], cwd=REPO, env=env,
+    tool = {**TOOLS, **TRAINERS}[program][0]
+    return subprocess.run([sys.executable, "-c", RUN, tool, *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=HANG_TIMEOUT)
 
 
@@ -53,6 +59,18 @@ def test_flag_errors_are_one_line_before_any_backend_is_imported(program):
     assert result.stderr == (f"{program}: error: Unknown command line flag 'no_such_flag' "
                              "(see --helpfull)\n")
     assert result.stdout == "imported: []\n"
+
+
+@pytest.mark.parametrize("program", TRAINERS)
+def test_trainers_help_and_flag_errors_carry_only_our_own_lines(program):
+    result = run_tool(program, "--helpfull")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert f"  {TRAINERS[program][1]}: " in result.stdout
+    result = run_tool(program, "--no_such_flag=1")
+    assert result.returncode == 1
+    assert result.stderr == (f"{program}: error: Unknown command line flag 'no_such_flag' "
+                             "(see --helpfull)\n")
 
 
 @pytest.mark.parametrize("program", ["export", "export_tflite"])

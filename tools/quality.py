@@ -28,9 +28,8 @@ import numpy as np
 from absl import flags
 
 from perceptual_style import cli, saved_nets
-from perceptual_style.data import list_images
+from perceptual_style.atomic import atomic_write
 from perceptual_style.images import ImageError, load_rgb, resize, to_uint8
-from perceptual_style.losses import content_loss, style_loss
 from perceptual_style.tiling import stylize_image
 
 flags.DEFINE_list("styles", None, "Styles to measure, NET:STYLE for one style of a network "
@@ -80,6 +79,7 @@ def each_style(names):
 
 
 def measure(name, photos):
+    from perceptual_style.losses import content_loss, style_loss
     from perceptual_style.style_flags import saved_style_loss
 
     path, colon, style = name.rpartition(":")
@@ -118,6 +118,8 @@ def measure(name, photos):
 
 def main(argv):
     del argv
+    from perceptual_style.data import list_images
+
     cli.require("photos")
     try:
         files = list_images(FLAGS.photos)[: FLAGS.num_photos]
@@ -145,10 +147,12 @@ def main(argv):
               f"| {r['content_ratio']:.3f} | {r['clipped']:.2%} | {r['near_clipped']:.2%} "
               f"| {'yes' if ok else 'NO'} |")
     if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(results, f, indent=2)
+        try:
+            atomic_write(FLAGS.json, lambda f: f.write(json.dumps(results, indent=2).encode()))
+        except OSError as e:
+            sys.exit(f"quality: error: cannot write --json: {e}")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    cli.run(main, "quality")
+    cli.run(main, "quality", imports=["keras"])
