@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -499,14 +500,18 @@ def test_command_builds_into_the_cache_and_serves(mini_style, tmp_path):
 
 
 @pytest.mark.skipif(not RUNTIME_INSTALLED, reason="LiteRT.js is not installed (npm ci in web/)")
-def test_command_errors_are_one_line(tmp_path):
+def test_command_errors_are_one_line(tmp_path, multi_style_dir):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "resizable.tflite").write_bytes(b"not a flatbuffer")
+    (tmp_path / "nameless").mkdir()  # a network of several styles without its metadata
+    shutil.copy(multi_style_dir / "trio" / "weights.npz", tmp_path / "nameless")
     for args, message in [
             ([f"--tflite_dir={tmp_path / 'empty'}"], "web: error: no fixed-shape .tflite builds"),
             ([f"--tflite_dir={tmp_path / 'none'}"], "web: error: --tflite_dir: no folder"),
             ([f"--saved_dir={tmp_path}", "--styles=nosuch"],
              "web: error: no trained style 'nosuch'"),
+            ([f"--saved_dir={tmp_path}", "--styles=nameless"],
+             f"web: error: {tmp_path / 'nameless' / 'metadata.json'}: No such file or directory"),
             (["--port=70000"], "web: error: flag --port=70000")]:
         result = run_cli(["perceptual_style.web", *args])
         assert result.returncode == 1, result.stderr
