@@ -39,6 +39,8 @@ normalization statistics:
   sweeps when the previous stage's last sweep gave the first layer's (next_sums), after L
   for stage0; a last sweep then gives the stage's output. `StagedRunner` does this in
   Python as web/app.js does in the browser.
+A staged build of a network of several styles takes `style_weights` in every signature,
+as `stylize` does: one build serves every style and every blend.
 
 Quantizations (TensorFlow Lite's post-training options):
 - `float32`: no quantization.
@@ -121,8 +123,8 @@ class TFLiteError(Exception):
 def write_saved_model(net, directory, shape=None, staged=False):
     """Writes `net` as a SavedModel whose `stylize` signature takes images of `shape`
     (height, width), or of any size when `shape` is None, and the style weights of a
-    network of several styles; `staged` (a fixed `shape`, a network of one style) adds the
-    staged build's signatures. The names of the signatures written."""
+    network of several styles; `staged` (a fixed `shape`) adds the staged build's
+    signatures. The names of the signatures written."""
     import keras
     import tensorflow as tf
 
@@ -140,8 +142,6 @@ def write_saved_model(net, directory, shape=None, staged=False):
                                                    name=STYLE_WEIGHTS)])
     names = [SIGNATURE]
     if staged:
-        if net.num_styles != 1:
-            raise TFLiteError("staged builds are made of networks of one style")
         for name, function, inputs in _staged_endpoints(net, shape):
             archive.add_endpoint(name, function, input_signature=[
                 tf.TensorSpec(shape, tf.int32 if dtype == "int32" else tf.float32, name=key)
@@ -159,6 +159,8 @@ def _stage_channels(net):
     from perceptual_style.transformer_net import statistics_hook
 
     found, x = [], np.zeros((1, 16, 16, 3), np.float32)
+    weights = None if net.num_styles == 1 else np.full(net.num_styles, 1 / net.num_styles,
+                                                        np.float32)
     for stage in net.stages():
         channels = []
 
@@ -167,7 +169,7 @@ def _stage_channels(net):
             return ops.moments(t, axes=(1, 2), keepdims=True)
 
         with statistics_hook(record):
-            x = stage(x, None)
+            x = stage(x, weights)
         found.append((channels, x.shape[-1]))
     return found
 
@@ -204,7 +206,7 @@ def _staged_endpoints(net, shape):
                                mode)
         return fill
 
-    def whole(images, size):
+    def whole(images, size, style_weights=None):
         rows, cols = net.padded_size(size[0], size[1])
 
         def moments(layer, t):
@@ -215,7 +217,8 @@ def _staged_endpoints(net, shape):
             return mean, variance
 
         with statistics_hook(moments), edge_hook(edges(rows, cols)):
-            return {OUTPUT: net(net.fill_input(images, size[0], size[1]))}
+            return {OUTPUT: net(net.fill_input(images, size[0], size[1]),
+                                style_weights=style_weights)}
 
     def core_sums(t, mean, core, rows, cols):
         """[3, channels]: the pixel count, sum of t - mean and sum of (t - mean)^2 over the
@@ -227,7 +230,7 @@ def _staged_endpoints(net, shape):
                           ops.sum(shifted * (t - mean), axis=(0, 1, 2))])
 
     def staged(index, stages, widest):
-        def function(x, size, core, statistics):
+        def function(x, size, core, statistics, style_weights=None):
             rows, cols = net.padded_size(size[0], size[1])
             if index == 0:
                 x = net.fill_input(x, size[0], size[1])
@@ -247,13 +250,13 @@ def _staged_endpoints(net, shape):
 
             with edge_hook(edges(rows, cols)):
                 with statistics_hook(measure):
-                    y = stages[index](x, None)
+                    y = stages[index](x, style_weights)
                 outputs = {"sums": ops.stack(sums)}
                 if index == len(stages) - 1:
                     return {**outputs, OUTPUT: to_rgb(y)}
                 try:  # the next stage up to its first normalization's input, summed
                     with statistics_hook(measure_first):
-                        stages[index + 1](y, None)
+                        stages[index + 1](y, style_weights)
                 except _Measured:
                     pass
             return {**outputs, "features": y, "next_sums": sums[-1]}
@@ -261,14 +264,17 @@ def _staged_endpoints(net, shape):
 
     stages = net.stages()
     channels = _stage_channels(net)
-    yield WHOLE, whole, [(INPUT, [1, height, width, 3], "float32"), ("size", [2], "int32")]
+    # A network of several styles: every signature takes the style weights last.
+    styles = [] if net.num_styles == 1 else [(STYLE_WEIGHTS, [net.num_styles], "float32")]
+    yield WHOLE, whole, [(INPUT, [1, height, width, 3], "float32"), ("size", [2], "int32"),
+                         *styles]
     for index, (normalized, _) in enumerate(channels):
         widest = max(normalized)
         inputs = ((INPUT, [1, height, width, 3]) if index == 0 else
                   ("features", [1, height // 4, width // 4, channels[index - 1][1]]))
         yield (STAGE.format(index), staged(index, stages, widest),
                [(*inputs, "float32"), ("size", [2], "int32"), ("core", [4], "int32"),
-                ("statistics", [len(normalized), 2, widest], "float32")])
+                ("statistics", [len(normalized), 2, widest], "float32"), *styles])
 
 
 class _Measured(Exception):
@@ -390,6 +396,13 @@ def signature_details(model):
             "outputs": describe(runner.get_output_details())}
 
 
+def _check_style_weights(style_weights, several_styles):
+    """A one-line TFLiteError for style weights given to a build of one style, or none to
+    a build of several."""
+    if (style_weights is None) == several_styles:
+        raise TFLiteError("a build of several styles takes style_weights, one of one style none")
+
+
 class Runner:
     """Runs one build's `stylize` signature on RGB images in [0, 255]."""
 
@@ -406,9 +419,7 @@ class Runner:
         if self.input_dtype == np.uint8:
             batch = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
         feed = {INPUT: batch}
-        if (style_weights is None) != (STYLE_WEIGHTS not in self.inputs):
-            raise TFLiteError("a build of several styles takes style_weights, one of one style "
-                              "none")
+        _check_style_weights(style_weights, STYLE_WEIGHTS in self.inputs)
         if style_weights is not None:
             feed[STYLE_WEIGHTS] = self._quantized(STYLE_WEIGHTS, style_weights)
         return self.runner(**feed)[OUTPUT][0].astype(np.float32)
@@ -447,16 +458,22 @@ class StagedRunner:
         self.whole = self.interpreter.get_signature_runner(WHOLE)
         self.stages = [self.interpreter.get_signature_runner(STAGE.format(i))
                        for i in range(len(names)) if STAGE.format(i) in names]
-        self.window = tuple(int(s) for s in self.whole.get_input_details()[INPUT]["shape"][1:3])
+        inputs = self.whole.get_input_details()
+        self.window = tuple(int(s) for s in inputs[INPUT]["shape"][1:3])
+        self.several_styles = STYLE_WEIGHTS in inputs
 
-    def __call__(self, image):
-        """(height, width, 3) -> float32 (height, width, 3) in [0, 255]."""
+    def __call__(self, image, style_weights=None):
+        """(height, width, 3) -> float32 (height, width, 3) in [0, 255]. `style_weights`:
+        those of a build of several styles."""
+        _check_style_weights(style_weights, self.several_styles)
+        styles = {} if style_weights is None else {
+            STYLE_WEIGHTS: np.asarray(style_weights, np.float32)}
         height, width = image.shape[:2]
         if height <= self.window[0] and width <= self.window[1]:
             window = np.zeros((1, *self.window, 3), np.float32)
             window[0, :height, :width] = image
-            return self.whole(**{INPUT: window, "size": np.array([height, width], np.int32)}
-                              )[OUTPUT][0, :height, :width].astype(np.float32)
+            return self.whole(**{INPUT: window, "size": np.array([height, width], np.int32)},
+                              **styles)[OUTPUT][0, :height, :width].astype(np.float32)
         from perceptual_style.tiling import grid
 
         # The canvas: the photo padded to a multiple of 4, and to at least one window.
@@ -493,7 +510,7 @@ class StagedRunner:
                             x[wy0 // scale:wy1 // scale, wx0 // scale:wx1 // scale][None],
                         "size": np.array([height - wy0, width - wx0], np.int32),
                         "core": np.array([y - wy0, y1 - wy0, x0 - wx0, x1 - wx0], np.int32),
-                        "statistics": statistics.astype(np.float32)})
+                        "statistics": statistics.astype(np.float32)}, **styles)
                     sums += result["sums"]
                     if last:
                         output[y // out_scale:y1 // out_scale, x0 // out_scale:x1 // out_scale] = \

@@ -6,12 +6,14 @@ never leave the device; nothing is fetched from anywhere but this server.
 LiteRT.js runs fixed-shape builds only (an input of height and width -1 is refused), so a
 style is served as one 512x512 float16 *staged* build (tflite.py): a photo up to that size
 runs in one pass, a larger one stage by stage in tiles of that size, normalized with the
-whole photo's statistics, as one untiled pass would be. Without --tflite_dir the builds are
-made from --saved_dir on first start into a cache folder (again when a style's weights
-change); with it, the fixed-shape builds that folder holds are served as they are (e.g.
-tools/export_tflite.py's output, which the page runs in tiles normalized one by one). The
-responses carry the cross-origin isolation headers under which LiteRT.js may run on several
-threads (SharedArrayBuffer).
+whole photo's statistics, as one untiled pass would be. A network of several styles is one
+build that takes the style weights, so the page applies each of its styles and any blend
+of them with the same files; the catalog names its styles. Without --tflite_dir the builds
+are made from --saved_dir on first start into a cache folder (again when a style's weights
+change); with it, the fixed-shape builds of one style that folder holds are served as they
+are (e.g. tools/export_tflite.py's output, which the page runs in tiles normalized one by
+one). The responses carry the cross-origin isolation headers under which LiteRT.js may run
+on several threads (SharedArrayBuffer).
 """
 
 import functools
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from typing import NamedTuple
 
 from absl import flags
 
@@ -43,8 +46,9 @@ flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every i
                     "browsers allow threads only on localhost or HTTPS).")
 flags.DEFINE_integer("port", 8000, "Port to listen on (0: any free one).", lower_bound=0,
                      upper_bound=65535)
-flags.DEFINE_list("styles", ["all"], "Styles to serve: names in --saved_dir (or, with "
-                  "--tflite_dir, the folders or name prefixes of its builds), or 'all'.")
+flags.DEFINE_list("styles", ["all"], "Styles to serve: names in --saved_dir (a network of "
+                  "several styles brings all of them; with --tflite_dir, the folders or name "
+                  "prefixes of its builds), or 'all'.")
 cli.define_saved_dir(__name__)
 flags.DEFINE_string("tflite_dir", None, "Serve the fixed-shape .tflite builds in this "
                     "folder (searched recursively; e.g. tools/export_tflite.py's output) "
@@ -52,6 +56,13 @@ flags.DEFINE_string("tflite_dir", None, "Serve the fixed-shape .tflite builds in
                     f"{SIZE[0]}x{SIZE[1]} {QUANTIZATION} staged build of each style into the "
                     "cache folder ($XDG_CACHE_HOME or ~/.cache, perceptual_style/tflite/).")
 FLAGS = flags.FLAGS
+
+
+class Build(NamedTuple):
+    """A served build: its `file`, and the `styles` of a network of several styles (in the
+    order of its style weights; empty for one style)."""
+    file: str
+    styles: tuple = ()
 
 
 def notice(message):
@@ -73,22 +84,27 @@ def cache_dir():
 
 
 def build_missing(styles, folder, shape=SIZE, quantizations=(QUANTIZATION,), report=notice):
-    """{URL path: file} of the staged builds of `styles` ([(name, style folder)]) in
+    """{URL path: Build} of the staged builds of `styles` ([(name, style folder)]) in
     `folder`, making those it lacks. A build is kept under the digest of its weights and of
     BUILD_FORMAT, `<folder>/<style>-<sha256>/<build name>`, so that a retrained style,
     another one of the same name (another --saved_dir) or a build made for another version
-    of the page is never served."""
+    of the page is never served. A network of several styles' names come from its
+    metadata (a ValueError line when it does not name them)."""
     from perceptual_style import tflite
     from perceptual_style.atomic import atomic_write
 
     builds, todo = {}, []
     for name, source in styles:
-        with open(os.path.join(source, saved_nets.WEIGHTS_FILE), "rb") as f:
+        weights = os.path.join(source, saved_nets.WEIGHTS_FILE)
+        with open(weights, "rb") as f:
             digest = hashlib.sha256(f.read() + BUILD_FORMAT).hexdigest()[:16]
+        num_styles = saved_nets.read_weights(weights)[0].get("num_styles", 1)
+        names = (tuple(saved_nets.load_style_names(source, os.path.dirname(source), num_styles))
+                 if num_styles > 1 else ())
         for quantization in quantizations:
             file = tflite.build_name(name, shape, quantization)
             path = os.path.join(folder, f"{name}-{digest}", file)
-            builds[f"/models/{name}/{file}"] = path
+            builds[f"/models/{name}/{file}"] = Build(path, names)
             if not os.path.isfile(path):
                 todo.append((name, source, quantization, path))
     if todo:
@@ -108,9 +124,10 @@ def build_missing(styles, folder, shape=SIZE, quantizations=(QUANTIZATION,), rep
 
 
 def find_builds(folder, styles=("all",), report=notice):
-    """{URL path: file} of the fixed-shape builds in `folder` (recursively) of `styles`,
+    """{URL path: Build} of the fixed-shape builds in `folder` (recursively) of `styles`,
     those in a folder `<style>/` or named `<style>_*` (['all']: every build). Resizable and
-    unreadable builds are reported and left out."""
+    unreadable builds, and builds of several styles (whose names a build does not hold),
+    are reported and left out."""
     from perceptual_style import tflite
 
     if not os.path.isdir(folder):
@@ -127,14 +144,19 @@ def find_builds(folder, styles=("all",), report=notice):
                 continue
             try:
                 with open(path, "rb") as f, cli.native_stderr_dropped():
-                    shape = tflite.signature_details(f.read())["inputs"][tflite.INPUT]["shape"]
+                    inputs = tflite.signature_details(f.read())["inputs"]
+                shape = inputs[tflite.INPUT]["shape"]
             except (OSError, ValueError, RuntimeError, KeyError) as e:
                 report(f"web: skipped {path}: not a readable stylize build ({e!s:.100})")
                 continue
             if -1 in shape:
                 report(f"web: skipped {path}: LiteRT.js runs fixed-shape builds only")
                 continue
-            builds["/models/" + relative] = path
+            if tflite.STYLE_WEIGHTS in inputs:
+                report(f"web: skipped {path}: a network of several styles is served from "
+                       "--saved_dir, whose metadata names its styles")
+                continue
+            builds["/models/" + relative] = Build(path)
     if not builds:
         of = "" if "all" in styles else f" of {','.join(styles)}"
         raise cli.CommandError(f"no fixed-shape .tflite builds{of} in {folder}/ (make some "
@@ -158,9 +180,10 @@ def sample_png():
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
-    """The page's files, LiteRT.js's, the builds, `/catalog.json` (the builds, the sample
-    and the context a staged build's tiles take) and the sample photo; nothing else (no
-    folder listings)."""
+    """The page's files, LiteRT.js's, the builds, `/catalog.json` (the builds with the
+    styles of each, the sample, the context a staged build's tiles take and the name of the
+    identity style, towards which strength moves the style weights) and the sample photo;
+    nothing else (no folder listings)."""
 
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
                       ".js": "text/javascript", ".wasm": "application/wasm",
@@ -181,12 +204,13 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         path = urllib.parse.urlsplit(self.path).path
         if path == "/catalog.json":
-            catalog = {"builds": [{"name": os.path.splitext(os.path.basename(file))[0],
+            catalog = {"builds": [{"name": os.path.splitext(os.path.basename(build.file))[0],
                                    "url": urllib.parse.quote(url),
-                                   "bytes": os.path.getsize(file)}
-                                  for url, file in self.builds.items()],
+                                   "bytes": os.path.getsize(build.file),
+                                   "styles": list(build.styles)}
+                                  for url, build in self.builds.items()],
                        "sample": SAMPLE_URL if self.sample else None,
-                       "tile_margin": self.tile_margin}
+                       "tile_margin": self.tile_margin, "identity": saved_nets.IDENTITY}
             self.send_bytes(json.dumps(catalog).encode(), "application/json")
         elif path == SAMPLE_URL and self.sample:
             self.send_bytes(self.sample, "image/png")
@@ -203,7 +227,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def translate_path(self, path):
         path = urllib.parse.unquote(urllib.parse.urlsplit(path).path)
         if path in self.builds:
-            return self.builds[path]
+            return self.builds[path].file
         if path == "/":
             path = "/index.html"
         if path in PAGE_FILES or path.startswith(RUNTIME):

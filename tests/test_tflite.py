@@ -428,6 +428,27 @@ def test_staged_build_stylizes_any_size_as_one_untiled_pass(staged, style_net, s
     assert tflite.psnr(output, keras_output(style_net, image)) >= tflite.PSNR_FLOORS["float32"]
 
 
+def test_staged_build_of_several_styles_takes_the_style_weights(multi_builds, tmp_path):
+    """`trio`'s staged build: every signature takes the style weights, and a one-hot
+    choice and a blend come out as untiled Keras passes with those weights, for a photo
+    in one `whole` pass and a larger one in tiles."""
+    net, _ = multi_builds
+    signatures = tflite.write_saved_model(net, str(tmp_path), SIZE, staged=True)
+    model = tflite.convert(str(tmp_path), "float32", signatures=signatures)
+    interp = tflite.interpreter(model)
+    for name in signatures:
+        inputs = interp.get_signature_runner(name).get_input_details()
+        assert inputs[tflite.STYLE_WEIGHTS]["shape"].tolist() == [3], name
+    runner = tflite.StagedRunner(model)
+    for shape in ((48, 40), (100, 140)):
+        image = photo(*shape, seed=37)
+        for weights in (ONE_HOT, BLEND):
+            assert tflite.psnr(runner(image, weights), keras_styled(net, image, weights)) >= \
+                tflite.PSNR_FLOORS["float32"], (shape, weights)
+    with pytest.raises(tflite.TFLiteError, match="a build of several styles takes style_weights"):
+        runner(image)
+
+
 def test_staged_build_errors_are_one_line(style_net, tmp_path):
     with pytest.raises(tflite.TFLiteError, match="a staged build needs sides that are multiples "
                                                   "of 4 over 32, not 32x64"):

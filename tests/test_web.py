@@ -4,26 +4,33 @@ match LiteRT's in Python. A staged build (the command's own kind): a small photo
 pass and a larger one stage by stage in tiles, both as one untiled pass. A plain build (one
 `stylize` signature, as tools/export_tflite.py makes): one tile, a reflection-padded small
 photo, cross-faded tiles normalized one by one. Also the strength blend, a scaled-down long
-photo, a dropped photo, a damaged file; the command's builds and its one-line errors."""
+photo, a dropped photo, a damaged file; the command's builds and its one-line errors. A
+network of several styles: one staged build for all of them, each style and a mix of them
+as Python's stylize makes them, strength towards an identity style, an all-zero mix."""
 
 import base64
 import contextlib
 import importlib.util
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import HANG_TIMEOUT, REPO, decode, encode, photo, run_cli, tensorflow_only
+from conftest import (HANG_TIMEOUT, REPO, decode, encode, multi_style_net, photo, run_cli,
+                      tensorflow_only)
 
 pytestmark = tensorflow_only
 tf = pytest.importorskip("tensorflow")
-from perceptual_style import cli, tflite, tiling, web  # noqa: E402  (needs LiteRT)
+from perceptual_style import cli, color, tflite, tiling, web  # noqa: E402  (needs LiteRT)
 
 SIZE = (64, 64)
 PSNR_FLOOR = 40.0
@@ -263,6 +270,177 @@ def test_browser_without_webassembly_simd_is_told(build):
             driver.quit()
 
 
+# Networks of several styles ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def several_styles(multi_style_dir, tmp_path_factory):
+    """The command's 64x64 staged builds of multi_style_dir's `trio` (styles a, b, c) and
+    of `duo` (a and the identity style), served in this process: (the catalog, the
+    builds, the savedNets folder, the server's URL)."""
+    from perceptual_style.saved_nets import save_transformer
+
+    folder = tmp_path_factory.mktemp("several")
+    save_transformer(multi_style_net(2, seed=5, arch="mobile", width_multiplier=0.25,
+                                     num_residual_blocks=1), str(folder / "nets" / "duo"),
+                     {"styles": [{"name": "a"}, {"name": "identity"}]})
+    builds = web.build_missing([("trio", str(multi_style_dir / "trio")),
+                                ("duo", str(folder / "nets" / "duo"))],
+                               str(folder / "builds"), SIZE, report=lambda _: None)
+    server = web.make_server("127.0.0.1", 0, builds, None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        with urllib.request.urlopen(url + "catalog.json") as response:
+            catalog = json.load(response)
+        yield catalog, builds, folder / "nets", url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def multi_page(several_styles):
+    """The page with trio's build chosen."""
+    driver = web.headless_chromium()
+    try:
+        driver.get(several_styles[3] + "?style=trio")
+        wait_for(driver, "done", "trio_64x64_float16 is ready")
+        yield driver
+    finally:
+        driver.quit()
+
+
+def act(driver, script, *args):
+    """Runs `script` in the page with its status line's kind cleared first, so that
+    wait_for sees only what the page says after it."""
+    driver.execute_script("document.getElementById('status').dataset.kind = '';" + script, *args)
+
+
+def choose(driver, text):
+    """Chooses option `text` of the chosen network in the style menu, as a person would."""
+    act(driver, """
+        const select = document.getElementById('style');
+        const group = select.selectedOptions[0].parentElement;
+        [...group.children].find((o) => o.textContent === arguments[0]).selected = true;
+        select.dispatchEvent(new Event('change'));""", text)
+
+
+def set_mix(driver, weights):
+    """Sets the mix sliders to {style: 0-100}, then moves the last one."""
+    act(driver, """
+        let input;
+        for (const [style, value] of Object.entries(arguments[0])) {
+          input = document.querySelector(`#mix input[data-style="${style}"]`);
+          input.value = value;
+        }
+        input.dispatchEvent(new Event('input'));""", weights)
+
+
+def python_stylized(entry, saved_dir, image, mix=None, strength=1.0):
+    """What `python -m perceptual_style.stylize --style=ENTRY [--mix] [--strength]` writes
+    (before JPEG or PNG encoding): its choice of styles, an untiled pass, the strength."""
+    [(net, pixel_strength)] = cli.load_styles([entry], str(saved_dir), mix=mix,
+                                              strength=strength).values()
+    return color.finish(tiling.stylize_image(net, image), image, pixel_strength)
+
+
+def test_catalog_lists_a_network_s_styles(several_styles):
+    catalog, builds, _, _ = several_styles
+    assert [(b["name"], b["styles"]) for b in catalog["builds"]] == [
+        ("trio_64x64_float16", ["a", "b", "c"]), ("duo_64x64_float16", ["a", "identity"])]
+    assert catalog["identity"] == "identity"
+    signatures = tflite.interpreter(open(builds["/models/trio/trio_64x64_float16.tflite"].file,
+                                         "rb").read()).get_signature_list()
+    assert all(tflite.STYLE_WEIGHTS in s["inputs"] for s in signatures.values())
+
+
+@needs_browser
+def test_page_applies_each_style_of_a_network_as_python_does(multi_page, multi_style_dir,
+                                                             tmp_path):
+    """The menu holds each style and their mix under the network; a style chosen in it
+    (one-hot weights) is `stylize --style=trio:STYLE`, which another style is far from."""
+    groups = multi_page.execute_script(
+        "return [...document.querySelectorAll('#style optgroup')].map("
+        "(g) => [g.label, [...g.children].map((o) => o.textContent)])")
+    assert [(label.split(" (")[0], options) for label, options in groups] == [
+        ("trio_64x64_float16", ["a", "b", "c", "mix of these styles…"]),
+        ("duo_64x64_float16", ["a", "identity", "mix of these styles…"])]
+    image = photo(48, 40, seed=38)
+    for style in ("a", "c"):
+        choose(multi_page, style)
+        output = stylize_in_page(multi_page, tmp_path, image, f"{style}.png")
+        assert f"with trio_64x64_float16:{style} in" in wait_for(multi_page, "done")
+        expected = python_stylized(f"trio:{style}", multi_style_dir, image)
+        assert tflite.psnr(output, expected) >= PSNR_FLOOR
+        other = python_stylized(f"trio:{'c' if style == 'a' else 'a'}", multi_style_dir, image)
+        assert tflite.psnr(output, other) < PSNR_FLOOR - 20
+    assert multi_page.find_element("id", "mix").get_attribute("hidden")
+
+
+@needs_browser
+def test_page_mixes_styles_as_stylize_mix(multi_page, multi_style_dir, tmp_path):
+    """Sliders at 30 and 30 (and 0) are `--mix=a:0.5,b:0.5`, on a photo the staged build
+    runs in 20 tiles; an all-zero mix is a message and no picture."""
+    choose(multi_page, "mix of these styles…")
+    set_mix(multi_page, {"a": 30, "b": 30, "c": 0})
+    image = photo(100, 140, seed=39)
+    output = stylize_in_page(multi_page, tmp_path, image, "mix.png")
+    assert ("with trio_64x64_float16: a 50% + b 50% in" in wait_for(multi_page, "done")
+            and "(20 tiles of 64x64 in 3 stages, " in wait_for(multi_page, "done"))
+    assert [e.text for e in multi_page.find_elements("css selector", "#mix output")] == [
+        "50%", "50%", "0%"]
+    expected = python_stylized("trio", multi_style_dir, image, mix=["a:0.5", "b:0.5"])
+    assert tflite.psnr(output, expected) >= PSNR_FLOOR
+    set_mix(multi_page, {"a": 0, "b": 0})
+    assert wait_for(multi_page, "error") == ("The mix's weights are all zero: give at least "
+                                             "one style of trio_64x64_float16 a weight above 0.")
+    assert multi_page.execute_script("return document.getElementById('result').width") == 0
+    assert multi_page.find_element("id", "download").get_attribute("disabled")
+    set_mix(multi_page, {"c": 10})
+    wait_for(multi_page, "done", "with trio_64x64_float16: c 100% in")
+
+
+@needs_browser
+def test_strength_moves_towards_the_identity_style_as_python_does(several_styles, tmp_path):
+    """duo:a at 30%: the style weights 0.3 a + 0.7 identity, as `stylize --strength=0.3`
+    (no pixel blend)."""
+    _, _, nets, url = several_styles
+    driver = web.headless_chromium()
+    try:
+        driver.get(url + "?style=duo:a")
+        wait_for(driver, "done", "duo_64x64_float16 is ready")
+        image = photo(48, 40, seed=40)
+        stylize_in_page(driver, tmp_path, image, "duo.png")
+        act(driver, "const s = document.getElementById('strength'); s.value = 30; "
+                    "s.dispatchEvent(new Event('input'))")
+        wait_for(driver, "done", "Stylized duo.png with duo_64x64_float16:a")
+        expected = python_stylized("duo:a", nets, image, strength=0.3)
+        assert tflite.psnr(result_pixels(driver), expected) >= PSNR_FLOOR
+        full = python_stylized("duo:a", nets, image)
+        pixel_blend = np.clip(np.rint(0.3 * full + 0.7 * image), 0, 255)
+        assert tflite.psnr(result_pixels(driver), pixel_blend) < PSNR_FLOOR - 10
+    finally:
+        driver.quit()
+
+
+def test_builds_of_several_styles_are_served_from_saved_nets_only(multi_style_dir, tmp_path):
+    """A build of tools/export_tflite.py holds no style names: --tflite_dir leaves it out,
+    saying why."""
+    from perceptual_style.saved_nets import load_transformer
+
+    tflite.write_saved_model(load_transformer(str(multi_style_dir / "trio")),
+                             str(tmp_path / "saved_model"), SIZE)
+    (tmp_path / "builds" / "trio").mkdir(parents=True)
+    (tmp_path / "builds" / "trio" / "trio_64x64_float32.tflite").write_bytes(
+        tflite.convert(str(tmp_path / "saved_model"), "float32"))
+    messages = []
+    with pytest.raises(cli.CommandError, match="no fixed-shape .tflite builds"):
+        web.find_builds(str(tmp_path / "builds"), report=messages.append)
+    assert messages == [f"web: skipped {tmp_path / 'builds' / 'trio' / 'trio_64x64_float32.tflite'}"
+                        ": a network of several styles is served from --saved_dir, whose "
+                        "metadata names its styles"]
+
+
 @pytest.fixture
 def mini_style(tmp_path, monkeypatch):
     """A small seeded mobile network saved as style `mini` in tmp_path/styles, with the
@@ -287,8 +465,8 @@ def test_builds_are_made_once_per_weights(mini_style):
     style, net = mini_style
     messages = []
     builds = web.build_missing([("mini", style)], web.cache_dir(), SIZE, report=messages.append)
-    [(url, path)] = builds.items()
-    assert url == "/models/mini/mini_64x64_float16.tflite"
+    [(url, (path, styles))] = builds.items()
+    assert url == "/models/mini/mini_64x64_float16.tflite" and styles == ()
     assert re.fullmatch(r".*/xdg/perceptual_style/tflite/mini-[0-9a-f]{16}/"
                         r"mini_64x64_float16\.tflite", path)
     details = tflite.signature_details(open(path, "rb").read())
@@ -304,7 +482,8 @@ def test_builds_are_made_once_per_weights(mini_style):
     save_transformer(net, style)
     retrained = web.build_missing([("mini", style)], web.cache_dir(), SIZE,
                                   report=messages.append)
-    assert len(messages) == 2 and os.path.isfile(retrained[url]) and retrained[url] != path
+    assert len(messages) == 2 and os.path.isfile(retrained[url].file)
+    assert retrained[url].file != path
 
 
 def test_missing_runtime_is_one_line(tmp_path):
@@ -321,14 +500,18 @@ def test_command_builds_into_the_cache_and_serves(mini_style, tmp_path):
 
 
 @pytest.mark.skipif(not RUNTIME_INSTALLED, reason="LiteRT.js is not installed (npm ci in web/)")
-def test_command_errors_are_one_line(tmp_path):
+def test_command_errors_are_one_line(tmp_path, multi_style_dir):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "resizable.tflite").write_bytes(b"not a flatbuffer")
+    (tmp_path / "nameless").mkdir()  # a network of several styles without its metadata
+    shutil.copy(multi_style_dir / "trio" / "weights.npz", tmp_path / "nameless")
     for args, message in [
             ([f"--tflite_dir={tmp_path / 'empty'}"], "web: error: no fixed-shape .tflite builds"),
             ([f"--tflite_dir={tmp_path / 'none'}"], "web: error: --tflite_dir: no folder"),
             ([f"--saved_dir={tmp_path}", "--styles=nosuch"],
              "web: error: no trained style 'nosuch'"),
+            ([f"--saved_dir={tmp_path}", "--styles=nameless"],
+             f"web: error: {tmp_path / 'nameless' / 'metadata.json'}: No such file or directory"),
             (["--port=70000"], "web: error: flag --port=70000")]:
         result = run_cli(["perceptual_style.web", *args])
         assert result.returncode == 1, result.stderr

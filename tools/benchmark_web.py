@@ -202,15 +202,16 @@ def main(argv):
     with tempfile.TemporaryDirectory() as tmp:
         builds = web.build_missing([(FLAGS.style, folder)], tmp,
                                    quantizations=FLAGS.quantizations)
-        staged_path = next(iter(builds.values()))
+        staged_path = next(iter(builds.values())).file
         if FLAGS.large_height:
             url_path, plain_path = plain_build(tmp)
-            builds[url_path] = plain_path
+            builds[url_path] = web.Build(plain_path)
         server = web.make_server("127.0.0.1", 0, builds, web.sample_png())
         threading.Thread(target=server.serve_forever, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}/"
-        # builds: {URL: file}, in the order of FLAGS.quantizations (then the plain build).
-        for i, (quantization, path) in enumerate(zip(FLAGS.quantizations, builds.values())):
+        # builds: {URL: Build}, in the order of FLAGS.quantizations (then the plain build).
+        for i, (quantization, (path, _)) in enumerate(zip(FLAGS.quantizations,
+                                                           builds.values())):
             with open(path, "rb") as f:
                 model = f.read()
             with cli.native_stderr_dropped():

@@ -10,8 +10,8 @@ const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 
   1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
 
 const $ = (id) => document.getElementById(id);
-const state = {builds: [], tileMargin: 0, threads: 1, photo: null, photoName: '', model: null,
-  modelName: '', result: null};
+const state = {builds: [], tileMargin: 0, identity: '', threads: 1, photo: null, photoName: '',
+  model: null, modelName: '', result: null};
 // Loading a style and stylizing run one at a time, in `queue`; a request made while one runs
 // supersedes those that have not started, and makes the running one stop at its next step.
 let wanted = 0;
@@ -44,8 +44,101 @@ function schedule() {
 
 const stale = (ticket) => ticket !== wanted;
 
+// The chosen style: {build, weights (a Float32Array for a network of several styles, else
+// null), label (for people), fileLabel (as the Python stylize names its outputs), pixel
+// strength (1 where the weights took it)}; an Error for a mix whose weights are all zero.
+function chosen() {
+  const option = $('style').selectedOptions[0];
+  const build = state.builds[option.dataset.build];
+  const strength = $('strength').value / 100;
+  if (!build.styles.length) {
+    return {build, weights: null, label: build.name, fileLabel: build.name, strength};
+  }
+  let shares;
+  let label;
+  let fileLabel;
+  if (option.dataset.mix) {
+    shares = mixShares();
+    if (!shares) {
+      throw new Error(`The mix's weights are all zero: give at least one style of ` +
+          `${build.name} a weight above 0.`);
+    }
+    const parts = build.styles.map((name, i) => [name, shares[i]]).filter(([, w]) => w > 0);
+    label = `${build.name}: ` + parts.map(([name, w]) => `${name} ${percent(w)}`).join(' + ');
+    fileLabel = `${build.name}-` + parts.map(([name, w]) => `${name}${+w.toPrecision(2)}`)
+        .join('+');
+  } else {
+    shares = build.styles.map((name) => (name === option.dataset.style ? 1 : 0));
+    label = `${build.name}:${option.dataset.style}`;
+    fileLabel = `${build.name}-${option.dataset.style}`;
+  }
+  // As the Python --strength: towards the identity style in parameter space where the
+  // network has one, else a pixel blend with the photo.
+  const identity = build.styles.map((name) => (name === state.identity ? 1 : 0));
+  if (!identity.some((w) => w)) {
+    return {build, weights: Float32Array.from(shares), label, fileLabel, strength};
+  }
+  return {build, label, fileLabel, strength: 1,
+    weights: Float32Array.from(shares, (w, i) => strength * w + (1 - strength) * identity[i])};
+}
+
+const percent = (share) => `${Math.round(100 * share)}%`;
+
+// The mix sliders' weights scaled to sum to 1 (as --mix scales them), or null when they
+// are all zero.
+function mixShares() {
+  const values = [...$('mix').querySelectorAll('input')].map((input) => Number(input.value));
+  const total = values.reduce((sum, v) => sum + v, 0);
+  return total > 0 ? values.map((v) => v / total) : null;
+}
+
+// While a network's mix is chosen, a slider for each of its styles, at an even blend of all
+// but the identity style to start with.
+function showMix() {
+  const option = $('style').selectedOptions[0];
+  const mix = $('mix');
+  mix.hidden = !option.dataset.mix;
+  if (mix.hidden || mix.dataset.build === option.dataset.build) return;
+  mix.dataset.build = option.dataset.build;
+  mix.replaceChildren();
+  for (const name of state.builds[option.dataset.build].styles) {
+    const label = document.createElement('label');
+    const input = Object.assign(document.createElement('input'),
+        {type: 'range', min: 0, max: 100, value: name === state.identity ? 0 : 50});
+    input.dataset.style = name;
+    input.addEventListener('input', () => {
+      showShares();
+      schedule();
+    });
+    label.append(`${name} `, input, document.createElement('output'));
+    mix.append(label);
+  }
+  showShares();
+}
+
+// Each slider's share of the mix, as it is applied.
+function showShares() {
+  const shares = mixShares();
+  $('mix').querySelectorAll('output').forEach((output, i) => {
+    output.textContent = shares ? percent(shares[i]) : '–';
+  });
+}
+
+function clearResult() {
+  state.result = null;
+  $('result').width = $('result').height = 0;
+  $('download').disabled = true;
+}
+
 async function update(ticket) {
-  const build = state.builds[$('style').value];
+  let choice;
+  try {
+    choice = chosen();
+  } catch (e) {
+    clearResult();
+    throw e;
+  }
+  const {build, weights, label} = choice;
   if (state.modelName !== build.name) {
     state.model?.delete();
     state.model = null;
@@ -66,16 +159,17 @@ async function update(ticket) {
     return;
   }
   const {photo, photoName} = state;
-  if (state.result?.photo === photo && state.result.modelName === build.name) return;
+  const key = `${build.name} ${weights}`;
+  if (state.result?.photo === photo && state.result.key === key) return;
   const started = performance.now();
-  const stylized = await stylize(photo, state.model, ticket, build.name);
+  const stylized = await stylize(photo, state.model, weights, ticket, label);
   if (!stylized) return;
   const {duration} = performance.measure('stylize', {start: started});
   if (!performance.getEntriesByName('first-image').length) performance.mark('first-image');
-  state.result = {photo, photoName, modelName: build.name, pixels: stylized.pixels};
-  compose();
+  state.result = {photo, photoName, key, fileLabel: choice.fileLabel, pixels: stylized.pixels};
+  compose(choice.strength);
   progress(null);
-  status(`Stylized ${photoName} with ${build.name} in ${(duration / 1000).toFixed(2)} s ` +
+  status(`Stylized ${photoName} with ${label} in ${(duration / 1000).toFixed(2)} s ` +
       `(${stylized.how}, WebAssembly, ${state.threads} thread${state.threads > 1 ? 's' : ''}).`,
   'done');
 }
@@ -102,9 +196,12 @@ async function download(build) {
 
 // The stylized photo, float RGB in [0, 255], and how it was made: with a staged build (the
 // server's own) as one untiled pass would make it, else in tiles normalized one by one.
-function stylize(photo, model, ticket, name) {
+// `weights`: the style weights of a network of several styles (staged builds only), or null.
+function stylize(photo, model, weights, ticket, name) {
   const staged = model.signatures.whole && model.signatures.stage0;
-  return (staged ? stylizeStaged : stylizeInTiles)(photo, model, ticket, name);
+  if (!staged) return stylizeInTiles(photo, model, ticket, name);
+  const styles = weights ? {style_weights: [weights, [weights.length]]} : {};
+  return stylizeStaged(photo, model, styles, ticket, name);
 }
 
 // Shows a step of the work and lets the page draw it; false once the work is superseded.
@@ -208,7 +305,8 @@ function updatedStatistics(statistics, sums, layers, channels) {
 // pass, normalized over the photo alone; a larger one stage by stage (the downsampling
 // layers, each residual block, the upsampling layers), each over every tile in sweeps that
 // measure the stage's statistics over the whole photo, then a sweep that keeps its output.
-async function stylizeStaged(photo, model, ticket, name) {
+// `styles`: the style weights input of a network of several styles ({} for one).
+async function stylizeStaged(photo, model, styles, ticket, name) {
   const {width, height} = photo;
   const [, windowHeight, windowWidth] = inputShape(model, 'whole', 'images');
   const tile = `${windowWidth}x${windowHeight}`;
@@ -217,7 +315,7 @@ async function stylizeStaged(photo, model, ticket, name) {
     const {stylized} = await run(model, 'whole', {
       images: [photoImage(photo, windowHeight, windowWidth).data,
         [1, windowHeight, windowWidth, 3]],
-      size: [Int32Array.of(height, width), [2]]});
+      size: [Int32Array.of(height, width), [2]], ...styles});
     const result = {height: windowHeight, width: windowWidth, channels: 3, data: stylized};
     return {pixels: crop(result, 0, 0, height, width).data, how: `one pass at ${tile}`};
   }
@@ -274,7 +372,7 @@ async function stylizeStaged(photo, model, ticket, name) {
             [input]: [window.data, [1, window.height, window.width, window.channels]],
             size: [Int32Array.of(height - top, width - left), [2]],
             core: [Int32Array.of(y0 - top, bottom, x0 - left, right), [4]],
-            statistics: [Float32Array.from(statistics), [count, 2, channels]]});
+            statistics: [Float32Array.from(statistics), [count, 2, channels]], ...styles});
           result.sums.forEach((v, i) => { sums[i] += v; });
           if (next) {
             const out = {height: windowHeight / outScale, width: windowWidth / outScale,
@@ -388,11 +486,10 @@ async function stylizeInTiles(photo, model, ticket, name) {
       (tiles > 1 ? ', each normalized alone' : '')};
 }
 
-// The result at the chosen strength: a pixel blend of the stylized image and the photo
-// (as the Python --strength), rounded to bytes.
-function compose() {
+// The result at pixel strength `strength`: a blend of the stylized image and the photo (as
+// the Python --strength for a network without an identity style), rounded to bytes.
+function compose(strength) {
   const {photo, pixels} = state.result;
-  const strength = $('strength').value / 100;
   const image = new ImageData(photo.width, photo.height);
   for (let p = 0, q = 0; p < image.data.length; p += 4, q += 3) {
     for (let c = 0; c < 3; c++) {
@@ -437,18 +534,16 @@ async function openPhoto(blob, name) {
   bitmap.close();
   state.photo = context.getImageData(0, 0, width, height);
   state.photoName = name;
-  state.result = null;
-  $('result').width = $('result').height = 0;
-  $('download').disabled = true;
+  clearResult();
   schedule();
 }
 
 function saveResult() {
-  const {photoName, modelName} = state.result;
+  const {photoName, fileLabel} = state.result;
   $('result').toBlob((blob) => {
     const link = document.createElement('a');
     link.href = URL.createObjectURL(blob);
-    link.download = `${photoName.replace(/\.[^.]*$/, '')}_${modelName}.png`;
+    link.download = `${photoName.replace(/\.[^.]*$/, '')}_${fileLabel}.png`;
     link.click();
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }, 'image/png');
@@ -479,10 +574,17 @@ function wire(sample) {
     if (file) openPhoto(file, file.name);
     else fail('Drop an image file (JPEG, PNG, WebP, ...).');
   });
-  $('style').addEventListener('change', schedule);
+  $('style').addEventListener('change', () => {
+    showMix();
+    schedule();
+  });
+  // Strength in parameter space (a network with an identity style) reruns the network; a
+  // pixel blend is only redrawn.
   $('strength').addEventListener('input', () => {
     $('strength-value').textContent = `${$('strength').value}%`;
-    if (state.result) compose();
+    const option = $('style').selectedOptions[0];
+    if (state.builds[option.dataset.build].styles.includes(state.identity)) schedule();
+    else if (state.result) compose($('strength').value / 100);
   });
   $('download').addEventListener('click', saveResult);
 }
@@ -498,15 +600,40 @@ async function start() {
   const catalog = await response.json();
   state.builds = catalog.builds;
   state.tileMargin = catalog.tile_margin;
-  const wantedStyle = new URLSearchParams(location.search).get('style');
-  const select = $('style');
-  catalog.builds.forEach((build, i) => select.add(new Option(
-      `${build.name} (${(build.bytes / 1e6).toFixed(1)} MB)`, i, false,
-      build.name === wantedStyle || build.name.startsWith(`${wantedStyle}_`))));
-  select.disabled = false;
+  state.identity = catalog.identity;
+  fillStyles(new URLSearchParams(location.search).get('style') ?? '');
+  showMix();
   wire(catalog.sample);
   queue = loadRuntime();  // what is scheduled waits for it
   schedule();
+}
+
+// The style menu: each build of one style; each style of a network of several, and their
+// mix, under its name. `wanted` (the page's ?style=) preselects a build by its name or the
+// style prefix of its name, and NAME:STYLE a style of a network of several.
+function fillStyles(wanted) {
+  const [wantedBuild, wantedStyle] = wanted.split(':');
+  const select = $('style');
+  state.builds.forEach((build, i) => {
+    const size = `(${(build.bytes / 1e6).toFixed(1)} MB)`;
+    const match = build.name === wantedBuild || build.name.startsWith(`${wantedBuild}_`);
+    const option = (text, selected, data) => {
+      const item = new Option(text, '', false, selected);
+      Object.assign(item.dataset, {build: i, ...data});
+      return item;
+    };
+    if (!build.styles.length) {
+      select.add(option(`${build.name} ${size}`, match, {}));
+      return;
+    }
+    const group = document.createElement('optgroup');
+    group.label = `${build.name} ${size}: ${build.styles.length} styles`;
+    build.styles.forEach((style, j) => group.append(option(style,
+        match && (style === wantedStyle || (!wantedStyle && j === 0)), {style})));
+    group.append(option('mix of these styles…', false, {mix: 'yes'}));
+    select.add(group);
+  });
+  select.disabled = false;
 }
 
 async function loadRuntime() {
