@@ -192,25 +192,35 @@ def _say_strength(name, strength, in_parameters):
             f"a pixel blend with the photo (it has no {IDENTITY} style)"), file=sys.stderr)
 
 
-def _chosen(net, entry, names, mix, strength):
+def sweep_mixes(styles, steps):
+    """--sweep's two styles -> the --mix items of `steps` blends from all of the first to
+    all of the second (a mixing sweep, one contact-sheet column each)."""
+    if len(styles) != 2 or styles[0] == styles[1]:
+        raise CommandError(f"--sweep={','.join(styles)}: give two styles of the network, "
+                           "e.g. --sweep=snight,wave")
+    return [[f"{styles[0]}:{1 - t:g}", f"{styles[1]}:{t:g}"]
+            for t in np.linspace(0, 1, steps).round(4)]
+
+
+def _chosen(net, entry, names, mixes, strength):
     """{label: Chosen} for one --style entry: a single-style network as it is; of a
-    network of several styles (`names`), each chosen style or the --mix blend, as the
-    network with its style weights bound, which tiling calls as any network. NET alone
-    chooses each style but the identity (the photo). Where there is an identity style,
-    `strength` moves the weights towards it, and no pixel blend is left."""
+    network of several styles (`names`), each chosen style or each blend of `mixes` (lists
+    of --mix items), as the network with its style weights bound, which tiling calls as any
+    network. NET alone chooses each style but the identity (the photo). Where there is an
+    identity style, `strength` moves the weights towards it, and no pixel blend is left."""
     path, style = _split_style(entry)
     name = _network_name(path)
     if not names:
-        if style is not None or mix:
+        if style is not None or mixes:
             raise CommandError(f"{name} is a network of one style: give --style={name}"
-                               + (" without --mix" if mix else ""))
+                               + (" without --mix" if mixes else ""))
         _say_strength(name, strength, False)
         return {name: Chosen(net, strength)}
-    if mix and style is not None:
+    if mixes and style is not None:
         raise CommandError(f"--mix blends the styles of {name}: give --style={name}, "
                            f"not --style={entry}")
-    if mix:
-        blends = {style_label(entry, mix): parse_mix(mix)}
+    if mixes:
+        blends = {style_label(entry, mix): parse_mix(mix) for mix in mixes}
     else:
         blends = {style_label(f"{path}:{s}"): {s: 1.0}
                   for s in ([s for s in names if s != IDENTITY] if style is None else [style])}
@@ -228,17 +238,23 @@ def _chosen(net, entry, names, mix, strength):
     return chosen
 
 
-def load_styles(names, directory, precision="float32", mix=None, strength=1.0):
+def load_styles(names, directory, precision="float32", mix=None, strength=1.0, sweep=None,
+                sweep_steps=5):
     """{label: Chosen} of the --style entries `names` (['all']: every network in
     `directory`), computing in `precision` (a --precision choice), at --strength
     `strength`, or a one-line CommandError. A network of several styles gives NET-STYLE
     for each style it is asked for (NET:STYLE, or NET: all of them but its identity), or
-    with `mix` (--mix), one blend of them."""
+    with `mix` (--mix), one blend of them, or with `sweep` (two of its styles),
+    `sweep_steps` blends from one to the other."""
     from perceptual_style import saved_nets
     from perceptual_style.precision import resolve
 
-    if mix and (names == ["all"] or len(names) != 1):
-        raise CommandError("--mix blends the styles of one network: name it with --style=NET")
+    if mix and sweep:
+        raise CommandError("give --mix (one blend) or --sweep (blends of two styles), not both")
+    if (mix or sweep) and (names == ["all"] or len(names) != 1):
+        raise CommandError(f"--{'mix' if mix else 'sweep'} blends the styles of one network: "
+                           "name it with --style=NET")
+    mixes = [mix] if mix else sweep_mixes(sweep, sweep_steps) if sweep else []
     precision = resolve(precision)
     if names == ["all"]:
         names = saved_nets.list_styles(directory)
@@ -254,7 +270,7 @@ def load_styles(names, directory, precision="float32", mix=None, strength=1.0):
                       if net.num_styles > 1 else [])
         except (FileNotFoundError, ValueError) as e:
             raise CommandError(str(e)) from None
-        nets.update(_chosen(net, entry, styles, mix, strength))
+        nets.update(_chosen(net, entry, styles, mixes, strength))
     return nets
 
 

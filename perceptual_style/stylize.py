@@ -33,6 +33,11 @@ flags.DEFINE_integer("max_pixels", MAX_PIXELS, "Largest photo (width x height) t
                      "limit, which no value may exceed.", lower_bound=1, upper_bound=MAX_PIXELS)
 flags.DEFINE_string("contact_sheet", None, "Also write a contact sheet (photos x styles) "
                     "here. Default: <output>/contact_sheet.jpg for the main job, else none.")
+flags.DEFINE_list("sweep", None, "A mixing sweep: two styles A,B of the network of several "
+                  "styles that --style names; each photo is stylized in --sweep_steps blends "
+                  "from all A to all B, side by side on the contact sheet.")
+flags.DEFINE_integer("sweep_steps", 5, "Blends in a --sweep, both ends included.",
+                     lower_bound=2, upper_bound=21)
 FLAGS = flags.FLAGS
 
 
@@ -151,7 +156,8 @@ def main(argv):
     failures = []
     try:
         nets = cli.load_styles(FLAGS.style, saved_nets.find_saved_dir(FLAGS.saved_dir),
-                               FLAGS.precision, FLAGS.mix, FLAGS.strength)
+                               FLAGS.precision, FLAGS.mix, FLAGS.strength, FLAGS.sweep,
+                               FLAGS.sweep_steps)
         sources = photo_sources(argv[1:], failures)
         if not sources:
             raise cli.CommandError("no photos to stylize: " + "; ".join(failures))

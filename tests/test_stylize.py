@@ -259,6 +259,43 @@ def test_a_mix_of_styles_with_strength_and_preserved_colour(tmp_path, multi_styl
     assert difference.max() <= 1
 
 
+def test_a_mixing_sweep_writes_each_blend_and_a_contact_sheet_of_them(tmp_path, multi_style_dir):
+    """--sweep=a,c --sweep_steps=3: all a, the even blend, all c; a column each on the sheet."""
+    source = photo(36, 44)
+    Image.fromarray(source).save(tmp_path / "photo.png")
+    sheet = tmp_path / "sheet.png"
+    result = stylize_with(multi_style_dir, "--style=trio", "--sweep=a,c", "--sweep_steps=3",
+                          "--format=png", f"--output={tmp_path / 'out'}", f"--contact_sheet={sheet}",
+                          tmp_path / "photo.png")
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = {"trio-a1": [1, 0, 0], "trio-a0.5+c0.5": [0.5, 0, 0.5], "trio-c1": [0, 0, 1]}
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(f"{k}_photo.png" for k in outputs)
+    for label, weights in outputs.items():
+        difference = np.abs(read(tmp_path / "out" / f"{label}_photo.png")
+                            - expected(multi_style_dir, source, weights))
+        assert difference.max() <= 1, label
+    from perceptual_style.contact_sheet import GAP, fit_height
+
+    cell = fit_height(source, 192).width  # the photo and the three blends, side by side
+    assert read(sheet).shape[1] == 4 * cell + 5 * GAP
+
+
+@pytest.mark.parametrize("names,mix,sweep,message", [
+    (["trio"], None, ["a"], "--sweep=a: give two styles of the network, e.g. --sweep=snight,wave"),
+    (["trio"], None, ["a", "a"], "--sweep=a,a: give two styles of the network, e.g. "
+     "--sweep=snight,wave"),
+    (["trio"], None, ["a", "z"], "trio has no style 'z' (its styles: a, b, c)"),
+    (["trio", "solo"], None, ["a", "b"], "--sweep blends the styles of one network: name it "
+     "with --style=NET"),
+    (["trio"], ["a:1"], ["a", "b"], "give --mix (one blend) or --sweep (blends of two styles), "
+     "not both"),
+])
+def test_bad_sweeps_are_one_line_errors(multi_style_dir, names, mix, sweep, message):
+    with pytest.raises(cli.CommandError) as error:
+        cli.load_styles(names, str(multi_style_dir), mix=mix, sweep=sweep)
+    assert str(error.value) == message
+
+
 def test_styles_are_chosen_and_mixed_in_one_place(multi_style_dir):
     """cli.load_styles, which stylize and stylize_video share: NET alone gives each of its
     styles; the mix's weights are scaled to sum to 1 and name the output."""
