@@ -114,7 +114,7 @@ def main(argv):
         teacher_metadata, teacher_name, name,
         {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])}, losses,
         FLAGS.steps, FLAGS.batch_size, FLAGS.image_size, seconds / FLAGS.steps,
-        keras.backend.backend())
+        keras.backend.backend(), student)
     out_dir = os.path.join(FLAGS.output_dir, name)
     saved_nets.save_transformer(student, out_dir, metadata)
     print(f"\nDistilled {teacher_name} into {name} ({student.count_params():,} parameters) in "

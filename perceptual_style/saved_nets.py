@@ -4,10 +4,11 @@ Weights are stored as float16 (half the size, about 3.4 MB a style; the network'
 change by well under one grey level) together with the architecture config. `metadata.json`
 beside it records how the style was trained, for people and for the tools that rebuild its
 loss; its schema is written and read here only (trained_metadata, distilled_metadata): at
-the top level what the network is and saw (name, backend, steps, batch_size, image_size,
-images_seen, ...), under "flags" the training command's flags as given (the loss recipe
-among them: style_flags.saved_style_loss), under "training" one record per session. A value
-is stored once: the style image and VGG19 weights only under "flags". The folder is written as a unit
+the top level what the network is and saw (name, architecture, backend, steps, batch_size,
+image_size, images_seen, ...; a distilled one, or one fine-tuned from it, its distillation),
+under "flags" the training command's flags as given (the loss recipe among them:
+style_flags.saved_style_loss), under "training" one record per session. A value is stored
+once: the style image and VGG19 weights only under "flags". The folder is written as a unit
 (a new folder, then renamed into place), so weights never meet another run's metadata.
 Loading restores float32 weights, and a damaged file or a config that is no TransformerNet
 is one `ValueError` line, raised before any network is built. A network of several styles
@@ -111,17 +112,32 @@ def prior_training(prior):
              "machine": "2-core CPU (not recorded)", "date": prior.get("date")}]
 
 
+# What distillation records (distilled_metadata), kept by the networks fine-tuned from
+# a distilled one: how their architecture first learned the style.
+_DISTILLATION = ("distilled_from", "teacher_steps", "distillation", "distillation_loss_every_log")
+
+
+def architecture(net):
+    """A network's architecture as its metadata states it (its weights file holds the
+    config), which fine-tuning (--init_from) may have kept from another network."""
+    config = net.get_config()
+    return {k: config[k] for k in ("arch", "width_multiplier", "num_residual_blocks",
+                                   "upsampling", "padding")}
+
+
 def trained_metadata(name, flag_values, run, steps, sessions, prior=None, **facts):
     """A trained style's metadata. `flag_values`: {flag: value} of the training command;
     `run`: as for record_session (its learning rate is replaced by the one used, `facts`'
     learning_rate); `prior`: the metadata of the style it started from (--init_from), whose
     images and sessions are added to this one's; `facts`: style_sha256, replicas,
-    learning_rate, final_losses, seconds_per_step, skipped_content_images."""
+    learning_rate, final_losses, seconds_per_step, skipped_content_images, architecture. A
+    prior that was distilled passes on its distillation record (_DISTILLATION)."""
     metadata = {
         "name": name, "steps": steps,
         **{k: run[k] for k in ("backend", "batch_size", "image_size", "crop_size", "precision")},
         "images_seen": steps * run["batch_size"] + (prior or {}).get("images_seen", 0),
         "training": prior_training(prior) + sessions,
+        **{k: prior[k] for k in _DISTILLATION if k in (prior or {})},
         **facts,
         "date": now(),
         "flags": flag_values,
@@ -133,13 +149,15 @@ def trained_metadata(name, flag_values, run, steps, sessions, prior=None, **fact
 
 
 def distilled_metadata(teacher, teacher_name, name, flag_values, losses, steps, batch_size,
-                       image_size, seconds_per_step, backend):
+                       image_size, seconds_per_step, backend, student):
     """A distilled style's metadata: the teacher's (its training flags, so that its loss
-    is measured as the teacher's), with the distillation's own facts in place of the
-    teacher's, and `flag_values`, the distillation command's flags."""
+    is measured as the teacher's), with the distillation's own facts and the `student`
+    network's architecture in place of the teacher's, and `flag_values`, the distillation
+    command's flags."""
     metadata = {
         **teacher,
         "name": name,
+        "architecture": architecture(student),
         "distilled_from": teacher_name,
         "teacher_steps": teacher.get("steps"),
         "distillation": flag_values,

@@ -7,6 +7,8 @@
 
 --add_style grows a trained network by one style, training only that style's
 normalization parameters on its frozen convolutions, so its other styles stay as they were.
+Without it, --init_from fine-tunes a trained network of any architecture on these losses
+(e.g. one distilled into the mobile network by distill.py).
 Rerunning the same command after an interruption (Ctrl-C, SIGTERM, SIGKILL) resumes from
 the last checkpoint. Final weights go to `savedNets/<name>/`, progress pictures to
 `images/<name>/`, TensorBoard logs to `logs/<name>/`. The backend is Keras' own choice
@@ -86,7 +88,8 @@ flags.DEFINE_integer("steps", 10000, "Total training steps (a resumed run counts
                      "checkpoint).", lower_bound=1)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", lower_bound=0)
 flags.DEFINE_enum("upsampling", "nearest", ["nearest", "transpose"], "Transformer upsampling: "
-                  "nearest resize + conv, or transposed convs as in the paper.")
+                  "nearest resize + conv, or transposed convs as in the paper (with "
+                  "--init_from: its network's).")
 flags.DEFINE_string("name", None, "Style name: output goes to <saved_dir>/<name>/. Default: "
                     "the style image's file name (with --styles: their names joined by -).")
 cli.define_saved_dir(__name__)
@@ -102,10 +105,12 @@ flags.DEFINE_string("sample_images", None, "Held-out photos for progress picture
                     "glob or file). Default: the last --num_samples content images, which are "
                     "then left out of training.")
 flags.DEFINE_integer("num_samples", 4, "Photos in each progress picture.", lower_bound=1)
-flags.DEFINE_string("init_from", None, "Start from trained weights instead of random ones when "
-                    "there is no checkpoint yet (to continue a style whose checkpoints are "
-                    "gone, or to fine-tune): a style folder with weights.npz, or a folder of "
-                    "styles holding <name>/. Images seen before are added to the metadata's.")
+flags.DEFINE_string("init_from", None, "Start from a trained network instead of random "
+                    "weights when there is no checkpoint yet (to continue a style whose "
+                    "checkpoints are gone, or to fine-tune): a style folder with weights.npz, "
+                    "or a folder of styles holding <name>/. The network trained is of its "
+                    "architecture (e.g. a distilled mobile one), so a resumed run names it "
+                    "again. Images seen before are added to the metadata's.")
 flags.DEFINE_integer("seed", 0, "Seed for the weights' initialization and the data order.")
 flags.DEFINE_enum("strategy", "default", distribute.STRATEGIES, "Where to train (see "
                   "docs/distributed.md). TensorFlow: default (one device), mirrored (every GPU "
@@ -189,22 +194,34 @@ def init_from_dir(name):
             raise cli.CommandError(f"--init_from: {e}") from None
 
 
-def start_from_saved(trainer, name, load):
-    """--init_from's metadata (or {}); with `load`, its weights go into the fresh trainer.
-    Every run of the same command reads it, so a resumed run still counts what it saw."""
+def initial_network(name, num_styles, chosen_precision):
+    """The network a run without --add_style trains: --init_from's, of its architecture
+    (mobile, narrower, ...) and with its weights, computing in `chosen_precision`; else the
+    paper's TransformerNet with fresh weights. A flag that asks for another architecture
+    than --init_from's is an error. Every run of the same command builds it, so a resumed
+    run rebuilds the architecture of its checkpoint."""
+    if not FLAGS.init_from:
+        return TransformerNet(upsampling=FLAGS.upsampling, num_styles=num_styles)
     directory = init_from_dir(name)
-    if load:
-        try:
-            net = saved_nets.load_transformer(directory)
-        except ValueError as e:
-            raise cli.CommandError(f"--init_from: {e}") from None
-        if [w.shape for w in net.weights] != [w.shape for w in trainer.transformer.weights]:
-            raise cli.CommandError(f"--init_from: {directory} holds a different architecture than "
-                                   "the flags ask for (see its metadata's flags)")
-        trainer.transformer.set_weights(net.get_weights())
-        logging.info("starting %s from the weights in %s", name, directory)
     try:
-        return saved_nets.load_metadata(directory)
+        net = saved_nets.load_transformer(directory, precision=chosen_precision)
+    except ValueError as e:
+        raise cli.CommandError(f"--init_from: {e}") from None
+    if net.num_styles != num_styles:
+        raise cli.CommandError(f"--init_from: {directory} holds a network of {net.num_styles} "
+                               f"style{'s' * (net.num_styles > 1)}, not of {num_styles}")
+    if FLAGS["upsampling"].present and FLAGS.upsampling != net.upsampling:
+        raise cli.CommandError(f"--upsampling={FLAGS.upsampling} contradicts --init_from: "
+                               f"{directory} holds a network with {net.upsampling} upsampling")
+    logging.info("starting %s from the weights in %s (%s network, computing in %s)", name,
+                 directory, net.arch, net.compute_dtype)
+    return net
+
+
+def init_from_metadata(name):
+    """--init_from's metadata, or {} where it has none readable."""
+    try:
+        return saved_nets.load_metadata(init_from_dir(name))
     except (OSError, ValueError):
         return {}
 
@@ -299,7 +316,7 @@ def train(name):
     out_dir = os.path.join(FLAGS.saved_dir, name)
     with placement.scope(), precision.policy(chosen_precision):
         if grown is None:
-            transformer = TransformerNet(upsampling=FLAGS.upsampling, num_styles=len(recipes))
+            transformer = initial_network(name, len(recipes), chosen_precision)
         elif FLAGS.finetune_all:
             transformer = add_style(grown.base, style_network(grown.base, grown.start))
         else:  # the new style alone, on the frozen convolutions
@@ -314,12 +331,14 @@ def train(name):
             start_step = restore_checkpoint(trainer, checkpoint_dir)
         except ValueError as e:
             raise cli.CommandError(str(e)) from None
-        prior = (grown.metadata if grown else start_from_saved(trainer, name, load=not start_step)
-                 if FLAGS.init_from else None)
-        if prior is None and start_step:
-            prior = saved_nets.kept_prior(checkpoint_dir)
-        elif prior is not None and not start_step:
-            saved_nets.keep_prior(checkpoint_dir, prior)
+    # A resumed run counts what its starting weights had seen when it started, even where
+    # its output has since replaced them (--init_from its own folder) or its command no
+    # longer names them.
+    prior = (grown.metadata if grown else
+             (saved_nets.kept_prior(checkpoint_dir) if start_step else None)
+             or (init_from_metadata(name) if FLAGS.init_from else None))
+    if prior is not None and not start_step:
+        saved_nets.keep_prior(checkpoint_dir, prior)
     distribute.check_same_step(placement, start_step)
     check_not_replacing(name, out_dir, start_step)
     if start_step:
@@ -414,7 +433,8 @@ def train(name):
         run, final_step, sessions, prior, **facts,
         replicas=placement.replicas, learning_rate=learning_rate,
         final_losses={k: history[k][-1] for k in LOSS_NAMES if k in history},
-        seconds_per_step=seconds_per_step, skipped_content_images=len(skipped))
+        seconds_per_step=seconds_per_step, skipped_content_images=len(skipped),
+        architecture=saved_nets.architecture(network))
     saved_nets.save_transformer(network, out_dir, metadata)
     print(f"\nTrained {name} for {metadata['steps']} steps: {os.path.join(out_dir, saved_nets.WEIGHTS_FILE)}")
     return 0

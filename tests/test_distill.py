@@ -29,7 +29,8 @@ def test_student_moves_towards_the_teacher(net, photo_dir):
 def test_cli_saves_a_loadable_student(tiny_style, photo_dir, tmp_path):
     teacher_dir = tmp_path / "nets" / "toy"
     save_transformer(load_transformer(str(tiny_style)), str(teacher_dir),
-                     {"steps": 3, "flags": {"style_image": "painting.jpg"}})
+                     {"steps": 3, "flags": {"style_image": "painting.jpg"},
+                      "architecture": {"arch": "full"}})
     result = run_cli(["perceptual_style.distill", "--teacher=toy", f"--saved_dir={tmp_path / 'nets'}",
                       f"--output_dir={tmp_path / 'out'}", f"--content_dir={photo_dir}",
                       "--steps=4", "--log_every=2", "--image_size=32", "--batch_size=2",
@@ -37,6 +38,10 @@ def test_cli_saves_a_loadable_student(tiny_style, photo_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     student = load_transformer(str(tmp_path / "out" / "toy_mobile"))
     assert student.arch == "mobile" and student.num_residual_blocks == 1
+    # The student's architecture, not its teacher's.
+    assert load_metadata(str(tmp_path / "out" / "toy_mobile"))["architecture"] == {
+        "arch": "mobile", "width_multiplier": 0.25, "num_residual_blocks": 1,
+        "upsampling": "nearest", "padding": "zero"}
     metadata = load_metadata(str(tmp_path / "out" / "toy_mobile"))
     assert metadata["distilled_from"] == "toy" and metadata["teacher_steps"] == 3
     assert metadata["flags"] == {"style_image": "painting.jpg"}  # the teacher's, for quality.py

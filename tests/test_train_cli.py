@@ -14,7 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import BACKEND, HANG_TIMEOUT, REPO, run_cli, served
 from perceptual_style.checkpoint import checkpoint_path, checkpoint_step
-from perceptual_style.saved_nets import load_metadata, load_transformer, save_transformer
+from perceptual_style.saved_nets import (distilled_metadata, load_metadata, load_transformer,
+                                         read_weights, save_transformer)
 from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet, is_normalization
 
 
@@ -102,6 +103,77 @@ def test_init_from_starts_at_saved_weights_and_counts_their_images(workdir):
                                 checkpoint_dir=workdir / "other"))
     assert missing.returncode == 1
     assert last_line(missing.stderr).startswith("train: error: --init_from: no trained style")
+
+
+MOBILE = {"arch": "mobile", "width_multiplier": 0.25, "num_residual_blocks": 1,
+          "upsampling": "nearest", "padding": "zero"}
+
+
+@pytest.fixture
+def distilled(workdir):
+    """A small mobile network saved as distill.py saves one: its teacher's metadata with
+    the distillation's record (2 steps of 3 images)."""
+    keras.utils.set_random_seed(3)
+    net = TransformerNet(**{k: v for k, v in MOBILE.items() if k != "upsampling"})
+    net.build(INPUT_SHAPE)
+    teacher = {"name": "teacher", "steps": 5, "images_seen": 10, "flags": {"name": "teacher"},
+               "training": [{"steps": [0, 5], "images": 10}]}
+    metadata = distilled_metadata(teacher, "teacher", "stripes", {"arch": "mobile"}, [9.0],
+                                  steps=2, batch_size=3, image_size=32, seconds_per_step=0.1,
+                                  backend="tensorflow", student=net)
+    save_transformer(net, str(workdir / "mobile"), metadata)
+    return workdir / "mobile"
+
+
+def test_init_from_trains_its_own_architecture_and_keeps_its_distillation(workdir, distilled):
+    """A distilled mobile network is fine-tuned on the perceptual losses: in bfloat16 at
+    learning rate 0 its weights come out bit for bit (float16 on disk, both times); then
+    from its own folder, over two sessions."""
+    result = run_cli(tiny_args(workdir, steps=1, init_from=distilled, learning_rate=0,
+                               precision="bfloat16", checkpoint_dir=workdir / "still"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(mobile network, computing in bfloat16)" in result.stderr
+    saved = workdir / "savedNets" / "stripes"
+    for before, after in zip(read_weights(str(distilled / "weights.npz"))[1],
+                             read_weights(str(saved / "weights.npz"))[1]):
+        np.testing.assert_array_equal(after, before)
+    metadata = load_metadata(str(saved))
+    assert metadata["architecture"] == MOBILE and load_transformer(str(saved)).arch == "mobile"
+    assert metadata["images_seen"] == 2 * 3 + 1 * 2
+    assert (metadata["distilled_from"], metadata["teacher_steps"]) == ("teacher", 5)
+    assert metadata["distillation"] == {"arch": "mobile"}
+    assert metadata["distillation_loss_every_log"] == [9.0]
+    assert (metadata["initialized_from"]["name"], metadata["initialized_from"]["steps"]) == (
+        "stripes", 2)
+    assert [s["steps"] for s in metadata["training"]] == [[0, 5], [0, 1]]
+    assert metadata["flags"]["style_image"] == str(workdir / "stripes.png")
+    # Trained on from its own folder, which the first session's output replaces: the
+    # resumed session rebuilds the mobile network and counts the images it started from once.
+    for steps in (2, 3):
+        result = run_cli(tiny_args(workdir, steps=steps, init_from=saved,
+                                   checkpoint_dir=workdir / "fresh"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming stripes from its checkpoint at step 2" in result.stderr
+    metadata = load_metadata(str(saved))
+    assert metadata["images_seen"] == 2 * 3 + 1 * 2 + 3 * 2
+    assert metadata["architecture"] == MOBILE and metadata["distilled_from"] == "teacher"
+    assert [s["steps"] for s in metadata["training"]] == [[0, 5], [0, 1], [0, 2], [2, 3]]
+    photo = np.random.default_rng(4).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
+    assert np.abs(outputs(saved, photo) - outputs(distilled, photo)).max() > 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (lambda workdir, **extra: tiny_args(workdir, 2, upsampling="transpose", **extra),
+     "--upsampling=transpose contradicts --init_from: {workdir}/mobile holds a network with "
+     "nearest upsampling"),
+    (lambda workdir, **extra: pair_args(workdir, 2, **extra),
+     "--init_from: {workdir}/mobile holds a network of 1 style, not of 2"),
+])
+def test_flags_that_contradict_init_from_fail_in_one_line(workdir, distilled, args, message):
+    result = run_cli(args(workdir, init_from=distilled))
+    assert result.returncode == 1
+    assert last_line(result.stderr) == "train: error: " + message.format(workdir=workdir)
+    assert "Traceback" not in result.stderr
 
 
 def start_training(workdir, steps):
