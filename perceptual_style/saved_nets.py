@@ -50,9 +50,16 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def read_history(checkpoint_dir):
-    """This run's earlier sessions (resumed from the same checkpoints)."""
-    return _read_kept(checkpoint_dir, HISTORY_FILE, list) or []
+def read_history(checkpoint_dir, start_step):
+    """This run's earlier sessions (resumed from the same checkpoints at `start_step`). Steps
+    checkpointed by a session that never recorded itself (killed) are a session of their
+    own, marked so, so that the record still covers every step the weights have had."""
+    sessions = _read_kept(checkpoint_dir, HISTORY_FILE, list) or []
+    recorded = sessions[-1]["steps"][1] if sessions else 0
+    if recorded < start_step:
+        sessions.append({"steps": [recorded, start_step],
+                         "note": "not recorded: its process ended without recording it"})
+    return sessions
 
 
 def _read_kept(checkpoint_dir, name, kind):
@@ -80,10 +87,11 @@ def kept_prior(checkpoint_dir):
     return _read_kept(checkpoint_dir, PRIOR_FILE, dict)
 
 
-def record_session(checkpoint_dir, sessions, first_step, last_step, seconds, run):
+def record_session(checkpoint_dir, sessions, first_step, last_step, seconds, run, **notes):
     """Appends what this session trained to the run's history (kept beside its
     checkpoints): a style may be trained over many sessions, recipes and machines. `run`:
-    its batch_size, image_size, crop_size, learning_rate, backend, precision and machine."""
+    its batch_size, image_size, crop_size, learning_rate, backend, precision and machine;
+    `notes`: anything else the record should say (how the session ended)."""
     if last_step <= first_step:
         return sessions
     sessions = sessions + [{
@@ -93,6 +101,7 @@ def record_session(checkpoint_dir, sessions, first_step, last_step, seconds, run
         "seconds": round(seconds, 1),
         "seconds_per_step": round(seconds / (last_step - first_step), 3),
         "date": now(),
+        **notes,
     }]
     atomic_write(os.path.join(checkpoint_dir, HISTORY_FILE),
                  lambda f: f.write(json.dumps(sessions, indent=1).encode()))

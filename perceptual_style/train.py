@@ -343,7 +343,7 @@ def train(name):
     check_not_replacing(name, out_dir, start_step)
     if start_step:
         logging.info("resuming %s from its checkpoint at step %d", name, start_step)
-    sessions = saved_nets.read_history(checkpoint_dir) if start_step else []
+    sessions = saved_nets.read_history(checkpoint_dir, start_step) if start_step else []
     run = {"batch_size": FLAGS.batch_size, "image_size": FLAGS.image_size,
            "crop_size": FLAGS.crop_size or FLAGS.image_size, "learning_rate": FLAGS.learning_rate,
            "backend": keras.backend.backend(), "precision": chosen_precision,
@@ -378,6 +378,12 @@ def train(name):
                                  steps_per_epoch=FLAGS.steps - start_step, verbose=0, shuffle=False,
                                  callbacks=callbacks)
         except cb.NonFiniteLossError as e:
+            if placement.chief:  # the steps up to the last checkpoint stay trained
+                saved_nets.record_session(
+                    checkpoint_dir, sessions, start_step, checkpointer.last_saved,
+                    time.time() - fit_started, run,
+                    stopped=f"{str(e).split(';')[0]}; the steps after its last checkpoint "
+                            f"({checkpointer.last_saved}) were dropped")
             raise cli.CommandError(f"{e}. The last good weights are in {checkpoint_dir} "
                                    f"(step {checkpointer.last_saved})") from None
         except distribute.lost_worker_errors(placement) as e:

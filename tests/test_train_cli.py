@@ -15,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import BACKEND, HANG_TIMEOUT, REPO, run_cli, served
 from perceptual_style.checkpoint import checkpoint_path, checkpoint_step
 from perceptual_style.saved_nets import (distilled_metadata, load_metadata, load_transformer,
-                                         read_weights, save_transformer)
+                                         read_history, read_weights, save_transformer)
 from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet, is_normalization
 
 
@@ -204,8 +204,14 @@ def test_sigkill_then_rerun_resumes_at_the_checkpointed_step(workdir):
     result = run_cli(tiny_args(workdir, steps=step + 4))
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming stripes from its checkpoint at step {step}" in result.stderr
-    assert load_metadata(str(workdir / "savedNets" / "stripes"))["steps"] == step + 4
+    metadata = load_metadata(str(workdir / "savedNets" / "stripes"))
+    assert metadata["steps"] == step + 4
     assert checkpoint_step(str(workdir / "checkpoints" / "stripes")) == step + 4
+    # The killed session never recorded itself; the record still covers its steps.
+    killed, resumed = metadata["training"]
+    assert killed == {"steps": [0, step],
+                      "note": "not recorded: its process ended without recording it"}
+    assert resumed["steps"] == [step, step + 4] and resumed["images"] == 8
 
 
 def test_sigint_checkpoints_and_exits_130(workdir):
@@ -230,6 +236,17 @@ def test_non_finite_loss_stops_with_a_clear_message(workdir):
     assert "total loss became inf at step 1" in last_line(result.stderr)
     assert "Traceback" not in result.stderr
     assert not (workdir / "savedNets" / "stripes").exists()
+
+
+def test_a_run_stopped_by_a_non_finite_loss_records_its_checkpointed_steps(workdir):
+    """A learning rate of 1e30 trains one step (checkpointed) and then overflows: the
+    session records the step its checkpoint kept and how it ended."""
+    result = run_cli(tiny_args(workdir, steps=4, learning_rate=1e30, checkpoint_every=1))
+    assert result.returncode == 1 and "(step 1)" in last_line(result.stderr)
+    [session] = read_history(str(workdir / "checkpoints" / "stripes"), 1)
+    assert session["steps"] == [0, 1] and session["images"] == 2
+    assert session["stopped"].startswith("the ") and session["stopped"].endswith(
+        "at step 2; the steps after its last checkpoint (1) were dropped")
 
 
 @pytest.mark.parametrize("override,message", [
