@@ -1,8 +1,12 @@
 """Multiply-accumulates of one TransformerNet pass, counted from its layers' shapes.
 
-Only the convolutions are counted: they are over 99% of the arithmetic; instance
-normalization, ReLU, padding and resizing add a few operations per activation. One
-multiply-accumulate is two floating-point operations. Pure Keras: no backend needed.
+Only the convolutions are counted, as this network computes them: they are over 99% of the
+arithmetic; instance normalization, ReLU and padding add a few operations per activation.
+The nearest upsampling layers count the 2x2 convolution they compute at the input's
+resolution (transformer_net.ConvLayer's `upsample`): 16 multiplies per input pixel and
+weight pair, where a 3x3 convolution of the upsampled image (as the PyTorch peer computes
+it) does 36. One multiply-accumulate is two floating-point operations. Pure Keras: no
+backend needed.
 """
 
 import keras
@@ -36,6 +40,10 @@ def _layer(layer, height, width):
     if isinstance(layer, (keras.layers.Conv2D, keras.layers.SeparableConv2D)):
         return _conv(layer, height, width)
     if isinstance(layer, ConvLayer):
+        if layer.upsample:  # one 2x2 convolution over the padded input, 4 output pixels each
+            _, _, channels_in, channels_out = layer.conv.kernel.shape
+            macs = (height + 1) * (width + 1) * 2 * 2 * channels_in * 4 * channels_out
+            return macs, 2 * height, 2 * width
         return _conv(layer.conv, height, width)
     if isinstance(layer, (ResidualBlock, MobileResidualBlock)):
         first, height, width = _layer(layer.conv1, height, width)
@@ -46,7 +54,7 @@ def _layer(layer, height, width):
         return _conv(layer.conv, scale * height, scale * width)
     if isinstance(layer, UpsampleConvLayer):
         if layer.mode == "nearest":
-            return _layer(layer.conv, 2 * height, 2 * width)
+            return _layer(layer.conv, height, width)
         return _conv(layer.conv, height, width)
     raise TypeError(f"no multiply-accumulate count for {type(layer).__name__}")
 

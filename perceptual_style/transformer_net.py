@@ -71,7 +71,8 @@ def statistics_hook(hook):
 @contextlib.contextmanager
 def edge_hook(hook):
     """Within this block, every convolution's input first goes through `hook(x, mode)`,
-    `mode` the padding the convolution applies (one of PADDINGS). A fixed-shape build uses it
+    `mode` the padding the convolution applies (one of PADDINGS; an upsampling convolution's
+    input is padded at its own resolution, see ConvLayer). A fixed-shape build uses it
     to run an image smaller than its input as if alone: what lies beyond the image is
     replaced with what the padding would put there (`fill_beyond`; see tflite.py)."""
     token = _EDGE_HOOK.set(hook)
@@ -193,7 +194,9 @@ class Padding2D(keras.layers.Layer):
     """Pads height and width by `padding` pixels on every side, in `mode` (see `pad`)."""
 
     def __init__(self, padding=1, mode="reflect", **kwargs):
-        super().__init__(**kwargs)
+        # Pads in the dtype it is given: padding copies values, so padding before a cast
+        # (the float32 output layer's) gives the same result with a smaller copy.
+        super().__init__(autocast=False, **kwargs)
         self.padding, self.mode = padding, mode
 
     def call(self, x):
@@ -217,19 +220,42 @@ class NearestUpsampling2D(keras.layers.Layer):
         return ops.reshape(ops.concatenate([x, x], axis=2), (-1, 2 * height, 2 * width, channels))
 
 
+# How the 3x3 convolution of an image upsampled 2x (nearest) and padded by 1 pixel is
+# computed at the image's own resolution. Along one axis, padded row i of the upsampled image
+# is row floor(i / 2) of the image padded by 1 (in "replicate" mode for reflect and replicate
+# padding, whose outer rows are the image's edge rows either way; zeros for zero padding).
+# So the two rows k and k + 1 of the padded image (image rows k - 1 and k) are all that
+# output rows 2k - 1 and 2k see: row 2k - 1 through taps w0 + w1 and w2, row 2k through w0
+# and w1 + w2. _WINDOW_TAPS[r, i, p] is the share of 3x3 tap p in tap i of output row r of
+# the window (the same along columns).
+_LOW_RESOLUTION_PADDING = {"reflect": "replicate", "replicate": "replicate", "zero": "zero"}
+_WINDOW_TAPS = np.array([[[1, 1, 0], [0, 0, 1]], [[1, 0, 0], [0, 1, 1]]], "float32")
+
+
 @keras.saving.register_keras_serializable(PACKAGE)
 class ConvLayer(keras.layers.Layer):
     """Padding (reflection by default), convolution, then (optionally) instance norm and
-    ReLU."""
+    ReLU.
+
+    With `upsample`, the 3x3 convolution is of the input upsampled 2x by nearest-neighbour
+    repetition, computed without the upsampled image: every 2x2 window of the input padded
+    at its own resolution gives a 2x2 block of the output (`_WINDOW_TAPS`), 16 multiplies
+    per input pixel and weight pair instead of 36. Its weights are the 3x3 convolution's,
+    as any network's trained before."""
 
     def __init__(self, filters, kernel_size, strides=1, normalize=True, relu=True,
-                 num_styles=1, padding="reflect", **kwargs):
-        super().__init__(**kwargs)
+                 num_styles=1, padding="reflect", upsample=False, **kwargs):
+        # No cast of the input on entry: the padding is done in the dtype it comes in, the
+        # convolution casts (see Padding2D); an upsampling kernel's taps are summed in float32.
+        super().__init__(autocast=False, **kwargs)
+        if upsample and (kernel_size, strides) != (3, 1):
+            raise ValueError("an upsampling ConvLayer is a 3x3 convolution of stride 1")
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
         self.normalize, self.relu, self.num_styles = normalize, relu, num_styles
-        self.padding = padding
+        self.padding, self.upsample = padding, upsample
         policy = {"dtype": self.dtype_policy}  # its parts compute as it does
-        self.pad = Padding2D(kernel_size // 2, padding, **policy)
+        self.pad = Padding2D(kernel_size // 2,
+                             _LOW_RESOLUTION_PADDING[padding] if upsample else padding, **policy)
         self.conv = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="valid",
                                         **policy)
         self.norm = InstanceNormalization(num_styles=num_styles, **policy) if normalize else None
@@ -241,16 +267,36 @@ class ConvLayer(keras.layers.Layer):
             self.norm.build(_with_channels(input_shape, self.filters))
 
     def call(self, x, style_weights=None):
-        x = self.conv(self.pad(x))
+        x = self.pad(x)
+        x = self._upsampling_conv(x) if self.upsample else self.conv(x)
         if self.norm is not None:
             x = _styled(self.norm, x, style_weights)
         return ops.relu(x) if self.relu else x
+
+    def _upsampling_conv(self, x):
+        """One 2x2 convolution of `x` (the padded input) whose output channels are the 2x2
+        output block of each window, rearranged into space (depth to space), less the
+        outer rows and columns the windows at the edges give (rows -1 and 2 * height)."""
+        x = ops.cast(x, self.compute_dtype)
+        # kernel[i, j, :, (r, s, :)]: tap (i, j) of block pixel (r, s). This layer does not
+        # autocast: the taps are summed from the float32 weights, then rounded once.
+        kernel = ops.einsum("rip,sjq,pqcd->ijcrsd", _WINDOW_TAPS, _WINDOW_TAPS,
+                            ops.cast(self.conv.kernel, "float32"))
+        channels = self.filters
+        kernel = ops.reshape(kernel, (2, 2, kernel.shape[2], 4 * channels))
+        bias = ops.tile(ops.cast(self.conv.bias, "float32"), [4])
+        y = ops.conv(x, ops.cast(kernel, x.dtype)) + ops.cast(bias, x.dtype)
+        rows, cols = 2 * ops.shape(y)[1], 2 * ops.shape(y)[2]
+        # (rows of windows, window columns, r, (s, channels)) -> (rows of windows, r,
+        # window columns, (s, channels)): 4-D, a transpose every runtime takes.
+        y = ops.transpose(ops.reshape(y, (-1, cols // 2, 2, 2 * channels)), (0, 2, 1, 3))
+        return ops.reshape(y, (-1, rows, cols, channels))[:, 1:-1, 1:-1]
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides,
                 "normalize": self.normalize, "relu": self.relu, "num_styles": self.num_styles,
-                "padding": self.padding}
+                "padding": self.padding, "upsample": self.upsample}
 
 
 @keras.saving.register_keras_serializable(PACKAGE)
@@ -281,7 +327,8 @@ class UpsampleConvLayer(keras.layers.Layer):
     """Doubles height and width.
 
     `nearest`: nearest-neighbour resize then a 3x3 convolution, which avoids the
-    checkerboard artifacts of transposed convolutions (Odena et al. 2016).
+    checkerboard artifacts of transposed convolutions (Odena et al. 2016); computed at the
+    input's resolution (ConvLayer's `upsample`).
     `transpose`: the paper's fractionally-strided convolution.
     """
 
@@ -291,10 +338,9 @@ class UpsampleConvLayer(keras.layers.Layer):
             raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {mode!r}")
         self.filters, self.mode, self.num_styles, self.padding = filters, mode, num_styles, padding
         if mode == "nearest":
-            self.upsample = NearestUpsampling2D()
-            self.conv = ConvLayer(filters, 3, num_styles=num_styles, padding=padding)
+            self.conv = ConvLayer(filters, 3, num_styles=num_styles, padding=padding,
+                                  upsample=True)
         else:
-            self.upsample = None
             self.conv = keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="same")
             self.norm = InstanceNormalization(num_styles=num_styles)
 
@@ -305,7 +351,7 @@ class UpsampleConvLayer(keras.layers.Layer):
 
     def call(self, x, style_weights=None):
         if self.mode == "nearest":
-            return _styled(self.conv, self.upsample(x), style_weights)
+            return _styled(self.conv, x, style_weights)
         # The transposed convolution's "same" padding is zeros.
         return ops.relu(_styled(self.norm, self.conv(_edged(x, "zero")), style_weights))
 

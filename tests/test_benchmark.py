@@ -83,17 +83,25 @@ def test_multiply_accumulates_follow_the_architecture(upsampling):
     net.build(INPUT_SHAPE)
     # Johnson et al.'s table: (output side as a fraction of the input, kernel, in, out).
     layers = [(1, 9, 3, 32), (1 / 2, 3, 32, 64), (1 / 4, 3, 64, 128)] + [(1 / 4, 3, 128, 128)] * 10
-    if upsampling == "nearest":  # a 3x3 convolution after each 2x resize
-        layers += [(1 / 2, 3, 128, 64), (1, 3, 64, 32)]
-    else:  # a transposed convolution: one kernel per input pixel
+    if upsampling == "transpose":  # a transposed convolution: one kernel per input pixel
         layers += [(1 / 4, 3, 128, 64), (1 / 2, 3, 64, 32)]
     layers += [(1, 9, 32, 3)]
+    # Nearest: a 3x3 convolution after each 2x resize, computed as one 2x2 convolution over
+    # the input padded by 1, the 2x2 output block of each window as its channels (input
+    # side, in, out).
+    phases = [(1 / 4, 128, 64), (1 / 2, 64, 32)] if upsampling == "nearest" else []
+
+    def expected(height, width):
+        return (sum(int(height * f) * int(width * f) * k * k * cin * cout
+                    for f, k, cin, cout in layers)
+                + sum((int(height * f) + 1) * (int(width * f) + 1) * 2 * 2 * cin * 4 * cout
+                      for f, cin, cout in phases))
+
     side = 64
-    expected = sum(int(side * f) ** 2 * k * k * cin * cout for f, k, cin, cout in layers)
-    assert multiply_accumulates(net, side, side) == expected
+    assert multiply_accumulates(net, side, side) == expected(side, side)
     # Odd sizes are padded to a multiple of 4 first.
-    assert multiply_accumulates(net, 61, 62) == expected
-    assert multiply_accumulates(net, 2 * side, side) == 2 * expected
+    assert multiply_accumulates(net, 61, 62) == expected(side, side)
+    assert multiply_accumulates(net, 2 * side, side) == expected(2 * side, side)
 
 
 def test_multiply_accumulates_of_the_mobile_network():

@@ -101,3 +101,33 @@ def test_an_isa_cap_below_bfloat16_makes_auto_float32(tmp_path, monkeypatch):
         assert native_bf16(str(cpuinfo)) is native, cap
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert resolve("auto", "tensorflow", str(cpuinfo)) == "float32"
+
+
+def test_bfloat16_network_pads_in_bfloat16_and_its_output_layer_computes_in_float32():
+    """Every padding of a bfloat16 network copies bfloat16 values, the float32 output
+    layer's too: it pads its input before casting it (a copy half the size), which gives
+    what casting first gives, bit for bit."""
+    import keras
+    from keras import ops
+
+    from perceptual_style.precision import policy
+    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet, edge_hook, pad
+
+    with policy("bfloat16"):
+        half = TransformerNet(num_residual_blocks=1)
+        half.build(INPUT_SHAPE)
+    seen = []
+
+    def record(x, mode):
+        seen.append(keras.backend.standardize_dtype(x.dtype))
+        return x
+
+    with edge_hook(record):
+        half(photo(24, 28)[None].astype(np.float32))
+    # 3 down, 2 in the residual block, 2 up, then the output layer's.
+    assert seen == ["bfloat16"] * 8
+    features = ops.cast(np.random.default_rng(0).normal(size=(1, 12, 16, 32)), "bfloat16")
+    out = half.out(features)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    cast_first = half.out.conv(pad(ops.cast(features, "float32"), (4, 4), (4, 4), "reflect"))
+    np.testing.assert_array_equal(ops.convert_to_numpy(out), ops.convert_to_numpy(cast_first))

@@ -11,8 +11,9 @@ from conftest import REPO, multi_style_net, single_style_twin
 from perceptual_style.saved_nets import (load_metadata, load_style_names, load_transformer,
                                          save_transformer)
 from perceptual_style.transformer_net import (INPUT_SHAPE, InstanceNormalization,
-                                              PADDINGS, NearestUpsampling2D, Padding2D,
-                                              TransformerNet, add_style, edge_hook,
+                                              PADDINGS, ConvLayer, NearestUpsampling2D,
+                                              Padding2D, TransformerNet, UpsampleConvLayer,
+                                              add_style, edge_hook,
                                               fill_beyond, is_normalization, pad,
                                               statistics_hook, style_network, with_padding)
 from weight_files import damaged_copies
@@ -195,6 +196,63 @@ def test_nearest_upsampling_repeats_pixels():
     x = np.random.default_rng(3).normal(size=(2, 3, 5, 4)).astype("float32")
     out = keras.ops.convert_to_numpy(NearestUpsampling2D()(x))
     np.testing.assert_array_equal(out, x.repeat(2, axis=1).repeat(2, axis=2))
+
+
+def _upsampling_layer(padding, num_styles, channels_in=5, filters=6, seed=0):
+    """A nearest UpsampleConvLayer, its bias and normalization parameters drawn (random)."""
+    layer = UpsampleConvLayer(filters, padding=padding, num_styles=num_styles)
+    layer.build((None, None, None, channels_in))
+    rng = np.random.default_rng(seed)
+    layer.set_weights([rng.normal(0.1, 1, w.shape).astype("float32") for w in layer.get_weights()])
+    return layer
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("num_styles", [1, 3])
+@pytest.mark.parametrize("height,width", [(5, 7), (6, 4), (1, 3), (2, 1)])
+def test_upsampling_equals_resize_pad_and_3x3_convolution(padding, num_styles, height, width):
+    """The 2x2 convolution at the input's resolution computes the paper's nearest
+    upsampling: repeat every pixel 2x2, pad 1 pixel, 3x3 convolution, then instance norm
+    and ReLU (numpy, and one convolution op)."""
+    layer = _upsampling_layer(padding, num_styles)
+    x = np.random.default_rng(1).normal(size=(2, height, width, 5)).astype("float32")
+    weights = np.array([0.2, 0.5, 0.3], "float32") if num_styles == 3 else None
+    out = keras.ops.convert_to_numpy(layer(x) if weights is None else layer(x, style_weights=weights))
+    kernel, bias, scale, offset = layer.get_weights()
+    upsampled = x.repeat(2, axis=1).repeat(2, axis=2)
+    padded = np.pad(upsampled, ((0, 0), (1, 1), (1, 1), (0, 0)), mode=NUMPY_MODES[padding])
+    y = keras.ops.convert_to_numpy(keras.ops.conv(padded, kernel)) + bias
+    if weights is not None:
+        scale, offset = weights @ scale, weights @ offset
+    y = (y - y.mean(axis=(1, 2), keepdims=True)) / np.sqrt(y.var(axis=(1, 2), keepdims=True) + 1e-5)
+    expected = np.maximum(y * scale + offset, 0)
+    assert out.shape == (2, 2 * height, 2 * width, 6)
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_upsampling_trains_the_3x3_kernel_as_resize_then_convolution(padding):
+    """A training step of the upsampling layer moves the weights (the 3x3 kernel among
+    them) as one of nearest upsampling then the padded 3x3 ConvLayer with the same weights."""
+    layer = _upsampling_layer(padding, 1)
+    reference = [NearestUpsampling2D(), ConvLayer(6, 3, padding=padding)]
+    reference[1].build((None, None, None, 5))
+    reference[1].set_weights(layer.get_weights())
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 5, 6, 5)).astype("float32")
+    y = rng.normal(size=(2, 10, 12, 6)).astype("float32")
+    trained = []
+    for layers in ([layer], reference):
+        model = keras.Sequential([keras.Input((None, None, 5)), *layers])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        before = model.get_weights()
+        model.train_on_batch(x, y)
+        trained.append(model.get_weights())
+        # Kernel, bias, scale, offset: the bias gets no gradient through instance norm.
+        moved = [np.abs(a - b).max() > 1e-4 for a, b in zip(before, trained[-1])]
+        assert moved == [True, False, True, True]
+    for ours, theirs in zip(*trained):
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
 def test_mobile_architecture():
