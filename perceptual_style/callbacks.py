@@ -22,7 +22,12 @@ from perceptual_style.losses import LOSS_NAMES
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite."""
+    """A loss became NaN or infinite: `what` says which and at which step; the message adds
+    what to try."""
+
+    def __init__(self, what):
+        super().__init__(f"{what}; try a lower --learning_rate or loss weights")
+        self.what = what
 
 
 class StepCallback(keras.callbacks.Callback):
@@ -42,7 +47,7 @@ class NonFiniteLossGuard(StepCallback):
         if bad:
             raise NonFiniteLossError(
                 f"the {'/'.join(bad)} loss became {float(logs[bad[0]])} at step "
-                f"{self.global_step(batch)}; try a lower --learning_rate or loss weights")
+                f"{self.global_step(batch)}")
 
 
 class ProgressBar(StepCallback):

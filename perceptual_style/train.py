@@ -382,7 +382,7 @@ def train(name):
                 saved_nets.record_session(
                     checkpoint_dir, sessions, start_step, checkpointer.last_saved,
                     time.time() - fit_started, run,
-                    stopped=f"{str(e).split(';')[0]}; the steps after its last checkpoint "
+                    stopped=f"{e.what}; the steps after its last checkpoint "
                             f"({checkpointer.last_saved}) were dropped")
             raise cli.CommandError(f"{e}. The last good weights are in {checkpoint_dir} "
                                    f"(step {checkpointer.last_saved})") from None

@@ -21,14 +21,12 @@ of several styles is measured style by style (NET:STYLE), each with its own reco
     python tools/quality.py --photos=PHOTOS [--styles=snight,wave,paintings:wave]
 """
 
-import json
 import sys
 
 import numpy as np
 from absl import flags
 
 from perceptual_style import cli, saved_nets
-from perceptual_style.atomic import atomic_write
 from perceptual_style.images import ImageError, load_rgb, resize, to_uint8
 from perceptual_style.tiling import stylize_image
 
@@ -148,7 +146,7 @@ def main(argv):
               f"| {'yes' if ok else 'NO'} |")
     if FLAGS.json:
         try:
-            atomic_write(FLAGS.json, lambda f: f.write(json.dumps(results, indent=2).encode()))
+            saved_nets.write_json(FLAGS.json, results)
         except OSError as e:
             sys.exit(f"quality: error: cannot write --json: {e}")
     return 1 if failed else 0
