@@ -7,7 +7,8 @@ inference) while a step costs less.
 The order in which training sees images is a pure function of (seed, global step): a fresh
 permutation of the files each epoch. A resumed run therefore continues exactly where the
 interrupted one stopped, and the tf.data pipeline (`tf_data.py`) and the Pillow loader here
-(used on the JAX backend) draw the same files. Unreadable files are skipped and counted.
+(used on the JAX backend) draw the same files. Unreadable files are skipped and counted;
+crops of one colour are skipped too (see `one_colour`).
 """
 
 import functools
@@ -69,23 +70,38 @@ class SkippedFiles:
             self.files.add(path)
             count = len(self.files)
         if new:
-            logging.warning("skipped unreadable content image (%d so far): %s", count, reason)
+            logging.warning("skipped content image (%d so far): %s", count, reason)
         if self.total is not None and count >= self.total:
-            raise ImageError(f"{NO_READABLE_IMAGES} (all {self.total} failed to decode)")
+            raise ImageError(f"{NO_READABLE_IMAGES} (all {self.total} failed to decode or "
+                             "are of one colour)")
 
     def __len__(self):
         return len(self.files)
 
 
+def one_colour(image):
+    """Whether `image` (H, W, 3) is of a single colour, as a crop of a product shot's white
+    background is. Training skips such crops: each of the network's 15 instance
+    normalizations then has zero variance, where its derivative is scale / sqrt(epsilon)
+    (316 x scale), and the gradient overflows to inf and NaN, in float32 as in bfloat16 (the
+    NaN at step 5,819 of rain_princess and la_muse)."""
+    image = np.asarray(image)
+    return bool((image == image[:1, :1]).all())
+
+
 def decode_training_image(path, image_size):
-    """An RGB uint8 array whose shorter side is `image_size`, ready for a random crop."""
-    return load_rgb(path, shorter_side=image_size)
+    """An RGB uint8 array whose shorter side is `image_size`, ready for a random crop; an
+    ImageError for a photo of one colour, whose every crop would be skipped."""
+    image = load_rgb(path, shorter_side=image_size)
+    if one_colour(image):
+        raise ImageError(f"{path}: a photo of one colour, nothing to train on")
+    return image
 
 
 def check_readable(files, image_size):
-    """Raises ImageError unless one of `files` decodes (usually the first does). Checked
-    before training, so that a folder of unreadable files stops in one line instead of
-    inside a running input pipeline."""
+    """Raises ImageError unless one of `files` decodes to a photo of more than one colour
+    (usually the first does). Checked before training, so that a folder of unusable files
+    stops in one line instead of inside a running input pipeline."""
     first_error = None
     for path in files:
         try:
@@ -94,7 +110,7 @@ def check_readable(files, image_size):
         except ImageError as e:
             first_error = first_error or e
     raise ImageError(f"{NO_READABLE_IMAGES}: none of the {len(files)} content images could "
-                     f"be decoded (the first: {first_error})")
+                     f"be used (the first: {first_error})")
 
 
 def random_crop(image, size, rng):
@@ -108,7 +124,7 @@ class ImageFolderDataset(keras.utils.PyDataset):
     scaled to `image_size`, float32 in [0, 255], for `Model.fit`.
 
     Batch `i` is global step `start_step + i`. A file that fails to decode is skipped (and
-    recorded in `skipped`) in favour of the next one in the order.
+    recorded in `skipped`) in favour of the next one in the order, as is a crop of one colour.
     """
 
     def __init__(self, files, image_size, batch_size, steps, seed=0, start_step=0,
@@ -136,5 +152,7 @@ class ImageFolderDataset(keras.utils.PyDataset):
             except ImageError as e:
                 self.skipped.add(path, str(e))
                 continue
-            batch.append(random_crop(image, self.crop_size, rng))
+            crop = random_crop(image, self.crop_size, rng)
+            if not one_colour(crop):
+                batch.append(crop)
         return (np.stack(batch).astype(np.float32),)

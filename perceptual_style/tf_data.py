@@ -3,16 +3,23 @@ TensorFlow Datasets split such as MS-COCO (`coco/2014`, the paper's train2014).
 
 Each yields float32 batches of `crop_size` square crops (default `image_size`) of photos
 whose shorter side is scaled to `image_size`, in [0, 255], repeated forever; `Model.fit`
-takes as many steps as it is told.
+takes as many steps as it is told. Crops of one colour are left out (`data.one_colour`).
 """
 
 import numpy as np
 import tensorflow as tf
 
-from perceptual_style.data import SkippedFiles, decode_training_image, file_index
+from perceptual_style.data import SkippedFiles, decode_training_image, file_index, one_colour
 from perceptual_style.images import ImageError, resize_shorter_side
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _not_one_colour(crop):
+    """The filter predicate that drops crops the network cannot train on."""
+    keep = tf.numpy_function(lambda c: not one_colour(c), [crop], tf.bool, stateful=False)
+    keep.set_shape([])
+    return keep
 
 
 def folder_dataset(files, image_size, batch_size, seed=0, start_step=0, skipped=None,
@@ -47,7 +54,7 @@ def folder_dataset(files, image_size, batch_size, seed=0, start_step=0, skipped=
     dataset = tf.data.Dataset.counter(start=start_step * batch_size)
     dataset = dataset.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.filter(lambda _, image: tf.size(image) > 0)
-    dataset = dataset.map(crop, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(crop, num_parallel_calls=AUTOTUNE).filter(_not_one_colour)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 
@@ -72,7 +79,7 @@ def tfds_dataset(name, image_size, batch_size, seed=0, start_step=0, split="trai
         size = crop_size or image_size
         return tf.cast(tf.image.random_crop(image, [size, size, 3], seed=seed), tf.float32)
 
-    dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE).filter(_not_one_colour)
     return dataset.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
 
 

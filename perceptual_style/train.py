@@ -407,7 +407,8 @@ def train(name):
             sessions = saved_nets.record_session(checkpoint_dir, sessions, start_step,
                                                  final_step, seconds, run)
         if len(skipped):
-            logging.warning("%d unreadable content images were skipped", len(skipped))
+            logging.warning("%d content images were skipped (unreadable or of one colour)",
+                            len(skipped))
         if checkpointer.interrupted:
             saved = "checkpoint saved" if placement.chief else "the chief saves checkpoints"
             print(f"\nInterrupted at step {checkpointer.last_saved} of {FLAGS.steps}; {saved} in "

@@ -52,6 +52,19 @@ def photo_dir(tmp_path):
     return write_photos(tmp_path / "photos")
 
 
+@pytest.fixture
+def product_shot_dir(tmp_path):
+    """A folder of one product shot, 32 x 128 pixels of pure white with a textured object in
+    its last 16 columns: at --image_size=32, most of its crops are of one colour, as the
+    crop of a strainer's white background that made rain_princess's loss NaN at step 5,819."""
+    folder = tmp_path / "product"
+    folder.mkdir()
+    image = np.full((32, 128, 3), 255, np.uint8)
+    image[:, 112:] = np.random.default_rng(0).integers(0, 200, (32, 16, 3))
+    Image.fromarray(image).save(folder / "strainer.png")
+    return folder
+
+
 def run_cli(args, env=None, timeout=HANG_TIMEOUT, **kwargs):
     """Runs `python -m perceptual_style.<args>` from the repository root."""
     full_env = {**os.environ, **(env or {})}

@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import tensorflow_only
-from perceptual_style.data import ImageFolderDataset, SkippedFiles, file_index, list_images
+from perceptual_style.data import (ImageFolderDataset, SkippedFiles, check_readable, file_index,
+                                   list_images, one_colour)
+from perceptual_style.images import ImageError
 
 
 def test_list_images_folder_glob_file_and_errors(photo_dir, tmp_path):
@@ -68,6 +71,49 @@ def test_tfds_pipeline_with_mock_coco():
         samples = tfds_images("coco/2014", 2)
     assert tuple(batch.shape) == (2, 32, 32, 3) and batch.dtype.name == "float32"
     assert len(samples) == 2 and samples[0].ndim == 3
+
+
+def test_one_colour():
+    white = np.full((8, 8, 3), 255, np.uint8)
+    assert one_colour(white) and one_colour(white * np.array([1, 0, 0], np.uint8))
+    speck = white.copy()
+    speck[5, 2, 1] = 254
+    assert not one_colour(speck)
+
+
+def with_blank_photo(folder):
+    """`folder`'s images and a photo of one colour, which no pipeline may hand on."""
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(folder / "blank.png")
+    return list_images(str(folder)), str(folder / "blank.png")
+
+
+def test_folder_loader_skips_crops_of_one_colour(product_shot_dir):
+    """Crops of the product shot's white background are skipped (without that, about 86%
+    of these would be blank), and the blank photo is recorded as unusable."""
+    files, blank = with_blank_photo(product_shot_dir)
+    skipped = SkippedFiles()
+    data = ImageFolderDataset(files, image_size=32, crop_size=16, batch_size=4, steps=10,
+                              skipped=skipped)
+    crops = np.concatenate([data[i][0] for i in range(len(data))])
+    assert crops.shape == (40, 16, 16, 3)
+    assert not any(one_colour(crop) for crop in crops)
+    assert (crops == 255).mean() > 0.3  # the background is still seen beside the object
+    assert skipped.files == {blank}
+    with pytest.raises(ImageError, match="could be used .*blank.png: a photo of one colour"):
+        check_readable([blank], 32)
+
+
+@tensorflow_only
+def test_tf_data_pipeline_skips_crops_of_one_colour(product_shot_dir):
+    from perceptual_style.tf_data import folder_dataset
+
+    files, blank = with_blank_photo(product_shot_dir)
+    skipped = SkippedFiles()
+    crops = np.concatenate(list(folder_dataset(files, image_size=32, crop_size=16, batch_size=4,
+                                               skipped=skipped).take(10).as_numpy_iterator()))
+    assert crops.shape == (40, 16, 16, 3)
+    assert not any(one_colour(crop) for crop in crops)
+    assert skipped.files == {blank}
 
 
 def test_crops_smaller_than_the_photo_keep_its_scale(photo_dir):

@@ -152,6 +152,18 @@ def test_non_finite_loss_stops_training(vgg_weights, photo_dir):
         trainer.fit(data, epochs=1, verbose=0, callbacks=[cb.NonFiniteLossGuard()])
 
 
+def test_training_on_a_product_shot_stays_finite(vgg_weights, product_shot_dir):
+    """Mostly white crops: a crop of one colour makes every instance normalization's variance
+    zero and the gradient overflow (the NaN at step 5,819). The loaders skip such crops, and
+    the weights stay finite."""
+    trainer = make_trainer(vgg_weights)
+    data = ImageFolderDataset(list_images(str(product_shot_dir)), image_size=32, batch_size=2,
+                              steps=4)
+    history = trainer.fit(data, epochs=1, verbose=0).history
+    assert all(np.isfinite(history[name][-1]) for name in LOSS_NAMES)
+    assert all(np.isfinite(w).all() for w in trainer.transformer.get_weights())
+
+
 def test_progress_bar_of_a_resumed_run_times_only_its_own_steps(monkeypatch, capsys):
     """Resumed at step 1000, steps 3 s apart after a slow first one show 3s/step, not
     about 106/1003 s (Keras' bar divides by the global step)."""
