@@ -80,8 +80,8 @@ QUANTIZATIONS = ("float32", "float16", "dynamic_int8", "int8", "uint8")
 RESIZABLE = "resizable"  # the size label of a build that takes any height and width
 THREADS = 2
 # PSNR floors against the Keras float32 network, dB. int8's is what the untrained test
-# network and all seven shipped styles reach (lowest measured: udnie, 19.5 dB on one photo
-# with 16 calibration photos, 18.4 with 64; see docs/mobile.md).
+# network and all seven styles shipped then reach (lowest measured: udnie, since retired, 19.5
+# dB on one photo with 16 calibration photos, 18.4 with 64; see docs/mobile.md).
 PSNR_FLOORS = {"float32": 60.0, "float16": 40.0, "dynamic_int8": 30.0, "int8": 18.0,
                "uint8": 18.0}
 _OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
