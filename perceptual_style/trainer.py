@@ -49,16 +49,12 @@ class StyleTransferTrainer(keras.Model):
                                     logits, **styled)
 
     def style_schedule(self, step, images):
-        """{} for one style; else the one-hot style_weights of the batch `images` at
-        optimizer step `step`: image i learns style (step * batch + i) % N, so every batch
-        mixes the styles, each gets an even share, and a resumed run goes on as if never
-        stopped."""
+        """{} for one style; else {"style_weights": style_schedule(...)} of the batch
+        `images` at optimizer step `step`."""
         styles = self.transformer.num_styles
         if styles == 1:
             return {}
-        count = ops.shape(images)[0]
-        index = (ops.cast(step, "int32") * count + ops.arange(count, dtype="int32")) % styles
-        return {"style_weights": ops.one_hot(index, styles)}
+        return {"style_weights": style_schedule(step, ops.shape(images)[0], styles)}
 
     def train_step(self, *args):
         if keras.backend.backend() == "jax":
@@ -100,3 +96,12 @@ class StyleTransferTrainer(keras.Model):
         trainable, optimizer_variables = self.optimizer.stateless_apply(
             optimizer_variables, gradients, trainable)
         return losses, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+
+def style_schedule(step, count, num_styles):
+    """The one-hot style weights (count, num_styles) of a batch of `count` images at
+    optimizer step `step`: image i learns style (step * count + i) % num_styles, so every
+    batch mixes the styles, each gets an even share, and a resumed run goes on as if never
+    stopped (distill.py mixes its teachers the same way)."""
+    index = (ops.cast(step, "int32") * count + ops.arange(count, dtype="int32")) % num_styles
+    return ops.one_hot(index, num_styles)
