@@ -130,18 +130,23 @@ def keras_tf_function(make_net, workdir):
 def keras_auto_precision(make_net, workdir):
     """The keras path in the precision `stylize --precision=auto` picks on this machine:
     bfloat16 where the CPU has it natively (see perceptual_style/precision.py), else
-    float32."""
+    float32. In float32 it runs with its weights as constants (perceptual_style/frozen.py):
+    otherwise, without AVX-512, TensorFlow gives one image's convolutions oneDNN's im2col
+    kernel; in bfloat16 that would only cost memory."""
     net = make_net()
     import tensorflow as tf
 
     from perceptual_style import precision
+    from perceptual_style.frozen import frozen_function
     from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
-    with precision.policy(precision.resolve("auto", "tensorflow")):
+    chosen_precision = precision.resolve("auto", "tensorflow")
+    with precision.policy(chosen_precision):
         chosen = TransformerNet.from_config({**net.get_config(), "dtype": None})
         chosen.build(INPUT_SHAPE)
     chosen.set_weights(net.get_weights())
-    function = tf.function(chosen, reduce_retracing=True)
+    function = (frozen_function(chosen) if chosen_precision == "float32"
+                else tf.function(chosen, reduce_retracing=True))
     return lambda images: function(images).numpy()
 
 
