@@ -1,4 +1,5 @@
-"""A network's forward pass as a TensorFlow graph whose weights are constants. TensorFlow only.
+"""A network's forward pass as one TensorFlow graph, with its weights as constants where
+it computes in float32. TensorFlow only.
 
 Why: for a float32 convolution of one image whose weights are a variable's, TensorFlow's
 oneDNN kernel fixes the weights' memory order to its own (HWIO); oneDNN's AVX2 direct
@@ -6,21 +7,56 @@ convolutions refuse that order, which leaves the im2col + matmul one, about 2.5x
 on the residual convolutions and 4.5x on the 32 -> 3 output one. With the weights as
 graph constants TensorFlow lets oneDNN choose the order (and reorders them once), as it
 does for any batch over 1. With AVX-512 oneDNN takes HWIO weights directly, and freezing
-gains nothing measurable; it costs memory (about 100 MiB more peak), so it is for
-float32 inference where AVX-512 is missing (README, Benchmarks).
+gains nothing measurable; it costs memory (about 100 MiB more peak). Nor does it in
+bfloat16 (which runs only natively, on AVX-512 with BF16), so there the graph reads the
+variables (README, Benchmarks).
 """
+
+import weakref
+
+
+def _specs(net):
+    """The graph's inputs: float32 images, and a network of several styles' style weights
+    (one per style, as cli.py binds them)."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec((None, None, None, 3), tf.float32)]
+    if net.num_styles > 1:
+        specs.append(tf.TensorSpec((net.num_styles,), tf.float32))
+    return specs
+
+
+def _inputs(images, style_weights):
+    import tensorflow as tf
+
+    return [tf.convert_to_tensor(x, tf.float32)
+            for x in (images, style_weights) if x is not None]
 
 
 def frozen_function(net):
-    """`net` (a single-style TransformerNet, in any precision policy) as a function of
-    float32 images (batch, height, width, 3) in [0, 255] -> the stylized images as a
-    tensor, one graph for every size and batch, with the weights `net` has now folded in:
-    for inference only, as later changes to them do not reach it."""
+    """`net` (a TransformerNet, in any precision policy) as a function `(images,
+    style_weights=None)` of float32 images (batch, height, width, 3) in [0, 255] -> the
+    stylized images as a tensor, one graph for every size and batch, with the weights `net`
+    has now folded in: for inference only, as later changes to them do not reach it.
+    `style_weights`, (num_styles,), for a network of several styles only."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
 
-    spec = tf.TensorSpec((None, None, None, 3), tf.float32)
-    graph = convert_variables_to_constants_v2(tf.function(net).get_concrete_function(spec))
+    graph = convert_variables_to_constants_v2(
+        tf.function(net).get_concrete_function(*_specs(net)))
     # A frozen function returns its outputs as a list: the network has one.
-    return lambda images: graph(tf.convert_to_tensor(images, tf.float32))[0]
+    return lambda images, style_weights=None: graph(*_inputs(images, style_weights))[0]
+
+
+def compiled_function(net):
+    """`net`'s forward pass as frozen_function's, as fast as TensorFlow runs it: frozen
+    where `net` computes in float32, else one graph over its variables, which holds `net`
+    only weakly (so that a cache of these keyed by the network lets it go)."""
+    import tensorflow as tf
+
+    if net.compute_dtype == "float32":
+        return frozen_function(net)
+    network = weakref.ref(net)
+    graph = tf.function(lambda *inputs: network()(*inputs), input_signature=_specs(net))
+    return lambda images, style_weights=None: graph(*_inputs(images, style_weights))

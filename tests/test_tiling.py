@@ -96,9 +96,22 @@ def test_tiles_of_a_multi_style_network_agree_with_its_untiled_pass():
     assert np.abs(tiled - tiling._run(net, image)).max() < 0.01
 
 
-def test_small_images_run_in_one_pass(net):
+def test_small_images_run_in_one_compiled_pass_as_the_network_computes_them(net):
+    """tiling.forward (on TensorFlow a graph, frozen in float32) gives what the network
+    gives eagerly, photos and batches of frames alike, and for a network of several styles
+    each style it is bound to (its one graph takes the style weights as an input)."""
     image = photo(31, 45)
-    np.testing.assert_array_equal(tiling.stylize_image(net, image), tiling._run(net, image))
+    assert tiling.window_fits(image.shape)
+    assert np.abs(tiling.stylize_image(net, image) - tiling._run(net, image)).max() < 0.01
+    frames = np.stack([photo(40, 36, seed) for seed in range(3)])
+    assert np.abs(tiling.stylize_batch(net, frames) - tiling._run_batch(net, frames)).max() < 0.01
+    several = multi_style_net(3, num_residual_blocks=1, width_multiplier=0.5)
+    outputs = []
+    for weights in [np.eye(3, dtype=np.float32)[2], np.array([0.2, 0.5, 0.3], np.float32)]:
+        bound = functools.partial(several, style_weights=weights)
+        outputs.append(tiling.stylize_image(bound, image))
+        assert np.abs(outputs[-1] - tiling._run(bound, image)).max() < 0.01
+    assert np.abs(outputs[0] - outputs[1]).max() > 1  # the styles differ
 
 
 # Colour controls ----------------------------------------------------------------------------

@@ -128,16 +128,14 @@ def keras_tf_function(make_net, workdir):
 
 @inference_path("auto", precision="auto")
 def keras_auto_precision(make_net, workdir):
-    """The keras path in the precision `stylize --precision=auto` picks on this machine:
-    bfloat16 where the CPU has it natively (see perceptual_style/precision.py), else
-    float32. In float32 it runs with its weights as constants (perceptual_style/frozen.py):
-    otherwise, without AVX-512, TensorFlow gives one image's convolutions oneDNN's im2col
-    kernel; in bfloat16 that would only cost memory."""
+    """What `stylize --precision=auto` runs for a photo that needs no tiling: the network
+    in the precision auto picks on this machine (bfloat16 where the CPU has it natively,
+    see perceptual_style/precision.py, else float32), through tiling.forward, stylize's
+    own compiled pass (with its weights as constants in float32, see
+    perceptual_style/frozen.py)."""
     net = make_net()
-    import tensorflow as tf
 
-    from perceptual_style import precision
-    from perceptual_style.frozen import frozen_function
+    from perceptual_style import precision, tiling
     from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
     chosen_precision = precision.resolve("auto", "tensorflow")
@@ -145,8 +143,7 @@ def keras_auto_precision(make_net, workdir):
         chosen = TransformerNet.from_config({**net.get_config(), "dtype": None})
         chosen.build(INPUT_SHAPE)
     chosen.set_weights(net.get_weights())
-    function = (frozen_function(chosen) if chosen_precision == "float32"
-                else tf.function(chosen, reduce_retracing=True))
+    function = tiling.forward(chosen)
     return lambda images: function(images).numpy()
 
 
