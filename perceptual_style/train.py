@@ -38,8 +38,8 @@ from perceptual_style.images import ImageError, cover, load_rgb
 from perceptual_style.losses import LOSS_NAMES
 from perceptual_style.summaries import SummaryWriter
 from perceptual_style.trainer import StyleTransferTrainer
-from perceptual_style.transformer_net import (TransformerNet, add_style, style_network,
-                                              train_normalization_only)
+from perceptual_style.transformer_net import (TransformerNet, add_style, repeat_style,
+                                              style_network, train_normalization_only)
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(style_flags)  # recorded in metadata with the flags below
@@ -110,7 +110,9 @@ flags.DEFINE_string("init_from", None, "Start from a trained network instead of 
                     "checkpoints are gone, or to fine-tune): a style folder with weights.npz, "
                     "or a folder of styles holding <name>/. The network trained is of its "
                     "architecture (e.g. a distilled mobile one), so a resumed run names it "
-                    "again. Images seen before are added to the metadata's.")
+                    "again. With --styles: a network of as many styles, or of one, which "
+                    "every style then starts from. Images seen before are added to the "
+                    "metadata's.")
 flags.DEFINE_integer("seed", 0, "Seed for the weights' initialization and the data order.")
 flags.DEFINE_enum("strategy", "default", distribute.STRATEGIES, "Where to train (see "
                   "docs/distributed.md). TensorFlow: default (one device), mirrored (every GPU "
@@ -207,9 +209,12 @@ def initial_network(name, num_styles, chosen_precision):
         net = saved_nets.load_transformer(directory, precision=chosen_precision)
     except ValueError as e:
         raise cli.CommandError(f"--init_from: {e}") from None
+    if net.num_styles == 1 and num_styles > 1:
+        net = repeat_style(net, num_styles)
     if net.num_styles != num_styles:
         raise cli.CommandError(f"--init_from: {directory} holds a network of {net.num_styles} "
-                               f"style{'s' * (net.num_styles > 1)}, not of {num_styles}")
+                               f"styles, not of {num_styles} (nor of one, which every style "
+                               "would start from)")
     if FLAGS["upsampling"].present and FLAGS.upsampling != net.upsampling:
         raise cli.CommandError(f"--upsampling={FLAGS.upsampling} contradicts --init_from: "
                                f"{directory} holds a network with {net.upsampling} upsampling")

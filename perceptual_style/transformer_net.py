@@ -604,6 +604,20 @@ def _style_rows(net, value):
     return np.reshape(value, (net.num_styles, -1))
 
 
+def repeat_style(net, num_styles):
+    """A network of `num_styles` styles, each computing as `net`'s one: its convolutions,
+    and its normalization parameters in every style's row. Where several styles start
+    training from one trained style (train --styles with --init_from a single-style
+    network), whose convolutions already paint."""
+    if net.num_styles != 1:
+        raise ValueError(f"repeat_style takes a network of one style, not {net.num_styles}")
+    grown = _rebuilt(net, num_styles)
+    grown.set_weights([np.reshape(np.tile(np.reshape(w, (1, -1)), (num_styles, 1)), v.shape)
+                       if is_normalization(v) else w
+                       for v, w in zip(grown.weights, net.get_weights())])
+    return grown
+
+
 def style_network(net, style_weights):
     """The single-style network of `net`'s convolutions whose normalization parameters are
     `style_weights` (N,) times `net`'s N styles' (computed in NumPy): one style of it

@@ -166,14 +166,20 @@ def test_init_from_trains_its_own_architecture_and_keeps_its_distillation(workdi
     (lambda workdir, **extra: tiny_args(workdir, 2, upsampling="transpose", **extra),
      "--upsampling=transpose contradicts --init_from: {workdir}/mobile holds a network with "
      "nearest upsampling"),
-    (lambda workdir, **extra: pair_args(workdir, 2, **extra),
-     "--init_from: {workdir}/mobile holds a network of 1 style, not of 2"),
 ])
 def test_flags_that_contradict_init_from_fail_in_one_line(workdir, distilled, args, message):
     result = run_cli(args(workdir, init_from=distilled))
     assert result.returncode == 1
     assert last_line(result.stderr) == "train: error: " + message.format(workdir=workdir)
     assert "Traceback" not in result.stderr
+
+
+def test_init_from_a_network_of_other_styles_fails_in_one_line(workdir, multi_style_dir):
+    result = run_cli(pair_args(workdir, 2, init_from=multi_style_dir / "trio"))
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        f"train: error: --init_from: {multi_style_dir / 'trio'} holds a network of 3 styles, "
+        "not of 2 (nor of one, which every style would start from)")
 
 
 def start_training(workdir, steps):
@@ -477,6 +483,28 @@ def test_several_styles_train_resume_and_stylize_by_name(workdir):
     metadata = load_metadata(str(saved))
     assert metadata["images_seen"] == 5 * 2 + 2 and metadata["precision"] == "bfloat16"
     assert [s["name"] for s in metadata["styles"]] == ["a", "b"]
+
+
+def test_several_styles_start_from_one_trained_style(workdir):
+    """--styles with --init_from a single-style network: every style starts as it (at
+    learning rate 0 each still computes exactly its output), and trains on its own loss."""
+    first = run_cli(tiny_args(workdir, steps=2))
+    assert first.returncode == 0, first.stderr[-3000:]
+    base = workdir / "savedNets" / "stripes"
+    result = run_cli(pair_args(workdir, steps=1, init_from=base, learning_rate=0))
+    assert result.returncode == 0, result.stderr[-3000:]
+    pair = workdir / "savedNets" / "pair"
+    assert [s["name"] for s in load_metadata(str(pair))["styles"]] == ["a", "b"]
+    assert load_metadata(str(pair))["images_seen"] == 2 * 2 + 2
+    photo = np.random.default_rng(3).uniform(0, 255, (1, 30, 34, 3)).astype(np.float32)
+    for style_weights in ([1, 0], [0, 1]):
+        np.testing.assert_array_equal(outputs(pair, photo, style_weights), outputs(base, photo))
+    result = run_cli(pair_args(workdir, steps=2, init_from=base, name="trained",
+                               checkpoint_dir=workdir / "more"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = workdir / "savedNets" / "trained"
+    a, b = (outputs(trained, photo, w) for w in ([1, 0], [0, 1]))
+    assert np.abs(a - b).max() > 0  # each style's rows learned from its own loss
 
 
 @pytest.mark.parametrize("styles,extra,message", [
