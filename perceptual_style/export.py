@@ -109,10 +109,12 @@ def _style_rows(net, style_weights, count):
         return tf.broadcast_to(style_weights / totals, [count, n])
 
 
-def _stylize_encoded(net, image_bytes, strength, max_pixels, encode, style_weights=None):
-    """Decodes, stylizes, blends by `strength` and re-encodes each image on its own, so
-    images of different sizes share a batch and memory holds one image at a time.
-    `style_weights`: for a network of several styles (see _style_rows)."""
+def _stylize_encoded(net, forward, image_bytes, strength, max_pixels, encode,
+                     style_weights=None):
+    """Decodes, stylizes with `forward` (`net`'s forward pass, see build_archive), blends by
+    `strength` and re-encodes each image on its own, so images of different sizes share a
+    batch and memory holds one image at a time. `style_weights`: for a network of several
+    styles (see _style_rows)."""
     import tensorflow as tf
 
     count = tf.shape(image_bytes)[0]
@@ -139,16 +141,16 @@ def _stylize_encoded(net, image_bytes, strength, max_pixels, encode, style_weigh
         with tf.control_dependencies([limit]):
             photo = tf.io.decode_image(data, channels=3, expand_animations=False)
         photo = tf.cast(photo, tf.float32)[tf.newaxis]
-        styled = net(photo, style_weights=styles[0] if styles else None)
+        styled = forward(photo, styles[0] if styles else None)
         stylized = weight * styled + (1.0 - weight) * photo
         return encode(tf.cast(tf.round(tf.clip_by_value(stylized[0], 0.0, 255.0)), tf.uint8))
 
     return tf.map_fn(one, elements, fn_output_signature=tf.string, parallel_iterations=1)
 
 
-def _stylize_tensor(net, images, max_pixels, style_weights=None):
-    """`images` [batch, height, width, 3] stylized as one batch, after the checks of size
-    and values; `style_weights` as in _stylize_encoded."""
+def _stylize_tensor(net, forward, images, max_pixels, style_weights=None):
+    """`images` [batch, height, width, 3] stylized as one batch by `forward`, after the
+    checks of size and values; `style_weights` as in _stylize_encoded."""
     import tensorflow as tf
 
     shape = tf.cast(tf.shape(images), tf.int64)
@@ -161,24 +163,27 @@ def _stylize_tensor(net, images, max_pixels, style_weights=None):
         if style_weights is not None:
             style_weights = _style_rows(net, style_weights, tf.shape(images)[0])
         # An empty batch comes back empty (reflection padding refuses empty tensors).
-        return tf.cond(shape[0] > 0, lambda: net(images, style_weights=style_weights),
-                       lambda: images)
+        return tf.cond(shape[0] > 0, lambda: forward(images, style_weights), lambda: images)
 
 
 def build_archive(net, max_pixels=MAX_PIXELS, jpeg_quality=JPEG_QUALITY, styles=None):
     """A `keras.export.ExportArchive` with the signatures (see the module's docstring);
     `styles`, the names of a network's several styles in order, adds the `_mix` ones and
-    `styles`. The archive saves the variables its endpoints read, once each;
-    `archive.track(net)` would save every weight a second time (its Keras variable besides
-    the tf.Variable), doubling the size."""
+    `styles`. Every endpoint calls one graph of the network with its weights as constants
+    (frozen.frozen_function), a function that the SavedModel stores once: read from
+    variables, a float32 convolution of one image takes oneDNN's im2col kernel on CPUs
+    without AVX-512, about 2x slower (README, Serving)."""
     import keras
     import tensorflow as tf
+
+    from perceptual_style.frozen import frozen_function
 
     archive = keras.export.ExportArchive()
     several = net.num_styles > 1
     if several != (styles is not None) or (several and len(styles) != net.num_styles):
         raise ValueError(f"a network of {net.num_styles} styles is exported with the names of "
                          f"its styles, got {styles!r}")
+    forward = frozen_function(net)
     image_bytes = tf.TensorSpec([None], tf.string, name="image_bytes")
     strength = tf.TensorSpec([None], tf.float32, name="strength")
     images = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
@@ -192,26 +197,27 @@ def build_archive(net, max_pixels=MAX_PIXELS, jpeg_quality=JPEG_QUALITY, styles=
     # strength=[1.0] when a request leaves it out.
     def encoded(encode):
         def endpoint(image_bytes, strength=tf.constant([1.0])):
-            return {"image_bytes": _stylize_encoded(net, image_bytes, strength, max_pixels,
-                                                    encode, first)}
+            return {"image_bytes": _stylize_encoded(net, forward, image_bytes, strength,
+                                                    max_pixels, encode, first)}
         return endpoint
 
     def encoded_mix(encode):
         def endpoint(image_bytes, style_weights, strength=tf.constant([1.0])):
-            return {"image_bytes": _stylize_encoded(net, image_bytes, strength, max_pixels,
-                                                    encode, style_weights)}
+            return {"image_bytes": _stylize_encoded(net, forward, image_bytes, strength,
+                                                    max_pixels, encode, style_weights)}
         return endpoint
 
     for name, encode in encoders.items():
         archive.add_endpoint(name, encoded(encode), input_signature=[image_bytes, strength])
     archive.add_endpoint(SIGNATURES["tensor"], lambda images: {
-        "images": _stylize_tensor(net, images, max_pixels, first)}, input_signature=[images])
+        "images": _stylize_tensor(net, forward, images, max_pixels, first)},
+        input_signature=[images])
     if several:
         for name, encode in encoders.items():
             archive.add_endpoint(MIX_SIGNATURES[name], encoded_mix(encode),
                                  input_signature=[image_bytes, style_weights, strength])
         archive.add_endpoint(MIX_SIGNATURES[SIGNATURES["tensor"]], lambda images, style_weights: {
-            "images": _stylize_tensor(net, images, max_pixels, style_weights)},
+            "images": _stylize_tensor(net, forward, images, max_pixels, style_weights)},
             input_signature=[images, style_weights])
         archive.add_endpoint(STYLES_SIGNATURE, lambda index: {"style": _style_names(styles, index)},
                              input_signature=[tf.TensorSpec([None], tf.int32, name="index")])

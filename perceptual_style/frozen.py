@@ -9,7 +9,8 @@ graph constants TensorFlow lets oneDNN choose the order (and reorders them once)
 does for any batch over 1. With AVX-512 oneDNN takes HWIO weights directly, and freezing
 gains nothing measurable; it costs memory (about 100 MiB more peak). Nor does it in
 bfloat16 (which runs only natively, on AVX-512 with BF16), so there the graph reads the
-variables (README, Benchmarks).
+variables (README, Benchmarks). export.py's SavedModel is frozen_function's graph, which
+every signature calls: one function, its weights stored once.
 """
 
 import weakref
@@ -17,20 +18,24 @@ import weakref
 
 def _specs(net):
     """The graph's inputs: float32 images, and a network of several styles' style weights
-    (one per style, as cli.py binds them)."""
+    as rows, (1 or batch, num_styles): one graph for cli.py's one vector for the batch and
+    the SavedModel's one row per image."""
     import tensorflow as tf
 
     specs = [tf.TensorSpec((None, None, None, 3), tf.float32)]
     if net.num_styles > 1:
-        specs.append(tf.TensorSpec((net.num_styles,), tf.float32))
+        specs.append(tf.TensorSpec((None, net.num_styles), tf.float32))
     return specs
 
 
 def _inputs(images, style_weights):
     import tensorflow as tf
 
-    return [tf.convert_to_tensor(x, tf.float32)
-            for x in (images, style_weights) if x is not None]
+    images = tf.convert_to_tensor(images, tf.float32)
+    if style_weights is None:
+        return [images]
+    style_weights = tf.convert_to_tensor(style_weights, tf.float32)
+    return [images, tf.reshape(style_weights, (-1, style_weights.shape[-1]))]
 
 
 def frozen_function(net):
@@ -38,7 +43,8 @@ def frozen_function(net):
     style_weights=None)` of float32 images (batch, height, width, 3) in [0, 255] -> the
     stylized images as a tensor, one graph for every size and batch, with the weights `net`
     has now folded in: for inference only, as later changes to them do not reach it.
-    `style_weights`, (num_styles,), for a network of several styles only."""
+    `style_weights`, (num_styles,) or (1 or batch, num_styles), for a network of several
+    styles only."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)

@@ -44,6 +44,12 @@ def test_a_frozen_network_of_several_styles_takes_its_style_weights():
     for weights in [np.eye(3, dtype=np.float32)[1], np.array([0.6, 0.0, 0.4], np.float32)]:
         expected = np.asarray(several(images, style_weights=weights))
         assert np.abs(function(images, weights).numpy() - expected).max() < 0.01
+    # One row per image, as the SavedModel's signatures give them.
+    pair = np.concatenate([images, images[:, ::-1]])
+    rows = np.array([[0.0, 1.0, 0.0], [0.6, 0.0, 0.4]], np.float32)
+    expected = np.asarray(several(pair, style_weights=rows))
+    assert np.abs(expected[0] - expected[1][::-1]).max() > 1  # the rows differ
+    assert np.abs(function(pair, rows).numpy() - expected).max() < 0.01
 
 
 def test_a_bfloat16_graph_computes_what_the_network_does_eagerly():
