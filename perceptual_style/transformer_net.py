@@ -44,6 +44,7 @@ MAX_WIDTH_MULTIPLIER = 4.0
 MAX_STYLES = 1024  # the paper's largest network has 32
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
 _EDGE_HOOK = contextvars.ContextVar("edge_hook", default=None)
+_KERNELS = contextvars.ContextVar("kernels", default={})
 
 
 def _with_channels(shape, channels):
@@ -82,6 +83,23 @@ def edge_hook(hook):
         _EDGE_HOOK.reset(token)
 
 
+@contextlib.contextmanager
+def kernels(instance_norm=None, reflect_pad=None):
+    """Within this block, layers built from several generic ops call one backend's faster
+    equivalent instead: `instance_norm(x, scale, offset, epsilon)` normalizes `x` by its own
+    statistics (scale and offset float32, (channels,) or (batch, channels)), and
+    `reflect_pad(x, rows, cols)` pads by static amounts. frozen.py traces TensorFlow's fused
+    kernels into its graphs with it, which outside them stay as they are (TensorFlow Lite
+    builds keep MIRROR_PAD, tiling keeps its statistics hook)."""
+    token = _KERNELS.set({name: kernel for name, kernel in
+                          (("instance_norm", instance_norm), ("reflect_pad", reflect_pad))
+                          if kernel is not None})
+    try:
+        yield
+    finally:
+        _KERNELS.reset(token)
+
+
 def _edged(x, mode):
     hook = _EDGE_HOOK.get()
     return x if hook is None else hook(x, mode)
@@ -112,19 +130,21 @@ class InstanceNormalization(keras.layers.Layer):
                                       autocast=False)
 
     def call(self, x, style_weights=None):
-        hook = _STATISTICS_HOOK.get()
+        hook, kernel = _STATISTICS_HOOK.get(), _KERNELS.get().get("instance_norm")
+        scale, offset = self.scale, self.offset
+        weights = self._style_weights(style_weights)
+        if weights is not None:
+            # (N,) -> (channels,), or (batch, N) -> (batch, channels).
+            scale, offset = (ops.matmul(weights, v) for v in (scale, offset))
+        if hook is None and kernel is not None:
+            return kernel(x, scale, offset, self.epsilon)
         if hook is None:
             mean, variance = ops.moments(x, axes=(1, 2), keepdims=True)
         else:  # float32 statistics, whatever precision the network computes in
             mean, variance = (ops.cast(v, x.dtype) for v in hook(self, x))
-        scale, offset = self.scale, self.offset
-        weights = self._style_weights(style_weights)
-        if weights is not None:
-            # (N,) -> (channels,), or (batch, N) -> (batch, channels); either broadcast as
-            # (batch or 1, 1, 1, channels).
-            scale, offset = (ops.reshape(ops.matmul(weights, v), (-1, 1, 1, v.shape[-1]))
-                             for v in (scale, offset))
-        scale, offset = ops.cast(scale, x.dtype), ops.cast(offset, x.dtype)
+        # Broadcast as (batch or 1, 1, 1, channels).
+        scale, offset = (ops.cast(ops.reshape(v, (-1, 1, 1, v.shape[-1])), x.dtype)
+                         for v in (scale, offset))
         # Folded into one multiply-add over the activations: fewer full-size temporaries.
         multiplier = ops.rsqrt(variance + self.epsilon) * scale
         return x * multiplier + (offset - mean * multiplier)
@@ -157,6 +177,9 @@ def pad(x, rows, cols, mode):
     resizable build's pad to a multiple of 4) a gather of clipped indices."""
     if all(isinstance(a, int) and a == 0 for a in (*rows, *cols)):
         return x
+    kernel = _KERNELS.get().get("reflect_pad")
+    if mode == "reflect" and kernel is not None and all(isinstance(a, int) for a in (*rows, *cols)):
+        return kernel(x, rows, cols)
     if mode != "replicate":
         return ops.pad(x, ((0, 0), rows, cols, (0, 0)),
                        mode="reflect" if mode == "reflect" else "constant")
