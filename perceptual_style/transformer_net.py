@@ -42,6 +42,7 @@ MIN_SIDE = 5  # the smallest side the full network's reflection padding takes
 MAX_RESIDUAL_BLOCKS = 32
 MAX_WIDTH_MULTIPLIER = 4.0
 MAX_STYLES = 1024  # the paper's largest network has 32
+NARROW = 4  # convolutions to at most this many channels take a `narrow_conv` kernel
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
 _EDGE_HOOK = contextvars.ContextVar("edge_hook", default=None)
 _KERNELS = contextvars.ContextVar("kernels", default={})
@@ -84,16 +85,18 @@ def edge_hook(hook):
 
 
 @contextlib.contextmanager
-def kernels(instance_norm=None, reflect_pad=None):
-    """Within this block, layers built from several generic ops call one backend's faster
-    equivalent instead: `instance_norm(x, scale, offset, epsilon)` normalizes `x` by its own
-    statistics (scale and offset float32, (channels,) or (batch, channels)), and
-    `reflect_pad(x, rows, cols)` pads by static amounts. frozen.py traces TensorFlow's fused
-    kernels into its graphs with it, which outside them stay as they are (TensorFlow Lite
-    builds keep MIRROR_PAD, tiling keeps its statistics hook)."""
-    token = _KERNELS.set({name: kernel for name, kernel in
-                          (("instance_norm", instance_norm), ("reflect_pad", reflect_pad))
-                          if kernel is not None})
+def kernels(**overrides):
+    """Within this block, layers call one backend's faster equivalent of their generic ops,
+    by name: `instance_norm(x, scale, offset, epsilon)` normalizes `x` by its own statistics
+    (scale and offset float32, (channels,) or (batch, channels)); `reflect_pad(x, rows,
+    cols)` pads by static amounts; `narrow_conv(x, kernel, bias)` is a stride-1 "valid"
+    convolution to a few channels (the output layer's). frozen.py traces TensorFlow's
+    into its graphs with it; outside them layers stay as they are (TensorFlow Lite builds
+    keep MIRROR_PAD, tiling its statistics hook)."""
+    unknown = set(overrides) - {"instance_norm", "reflect_pad", "narrow_conv"}
+    if unknown:
+        raise ValueError(f"no such kernel: {', '.join(sorted(unknown))}")
+    token = _KERNELS.set(overrides)
     try:
         yield
     finally:
@@ -291,7 +294,15 @@ class ConvLayer(keras.layers.Layer):
 
     def call(self, x, style_weights=None):
         x = self.pad(x)
-        x = self._upsampling_conv(x) if self.upsample else self.conv(x)
+        narrow = _KERNELS.get().get("narrow_conv")
+        if self.upsample:
+            x = self._upsampling_conv(x)
+        elif narrow is not None and self.filters <= NARROW and self.strides == 1:
+            dtype = self.conv.compute_dtype
+            x = narrow(ops.cast(x, dtype), ops.cast(self.conv.kernel, dtype),
+                       ops.cast(self.conv.bias, dtype))
+        else:
+            x = self.conv(x)
         if self.norm is not None:
             x = _styled(self.norm, x, style_weights)
         return ops.relu(x) if self.relu else x

@@ -9,8 +9,8 @@ import numpy as np
 
 from conftest import REPO, multi_style_net, photo, tensorflow_only
 from perceptual_style import saved_nets
-from perceptual_style.frozen import (_instance_norm, _reflect_pad, compiled_function,
-                                     frozen_function)
+from perceptual_style.frozen import (_instance_norm, _narrow_conv, _reflect_pad,
+                                     compiled_function, frozen_function)
 
 pytestmark = tensorflow_only
 
@@ -102,9 +102,24 @@ def test_the_normalization_kernel_normalizes_each_image_by_its_own_statistics():
                  expected(x[1:2], scale[2:], offset[2:])) < 1e-4
 
 
+def test_the_narrow_convolution_kernel_convolves_as_a_convolution_does():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    kernel = tf.constant(rng.normal(size=(9, 9, 5, 3)), tf.float32)
+    bias = tf.constant(rng.normal(size=3), tf.float32)
+    for height, width in [(20, 24), (17, 10), (9, 12)]:  # even, odd, a single output row
+        x = tf.constant(rng.normal(size=(2, height, width, 5)), tf.float32)
+        expected = tf.nn.conv2d(x, kernel, 1, "VALID") + bias
+        result = _narrow_conv(x, kernel, bias)
+        assert result.shape == expected.shape
+        assert np.abs(result.numpy() - expected.numpy()).max() < 1e-4
+
+
 def test_the_graphs_normalize_and_pad_with_the_fused_kernels(net):
     """The graph holds fused batch normalization and no generic moments; MirrorPad only
-    where the input's pad to a multiple of 4 is by amounts known at run time."""
+    where the input's pad to a multiple of 4 is by amounts known at run time; the output
+    layer's convolution is to 12 channels (2x2 blocks of 3)."""
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
@@ -118,3 +133,4 @@ def test_the_graphs_normalize_and_pad_with_the_fused_kernels(net):
         ops = [node.op for node in graph.graph.as_graph_def().node]
         assert ops.count("FusedBatchNormV3") == 15 and "SquaredDifference" not in ops
         assert ops.count("MirrorPad") == 1 and ops.count("Transpose") == (0 if batch else 30) + 2
+        assert ops.count("DepthToSpace") == 1
