@@ -42,8 +42,10 @@ MIN_SIDE = 5  # the smallest side the full network's reflection padding takes
 MAX_RESIDUAL_BLOCKS = 32
 MAX_WIDTH_MULTIPLIER = 4.0
 MAX_STYLES = 1024  # the paper's largest network has 32
+NARROW = 4  # convolutions to at most this many channels take a `narrow_conv` kernel
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
 _EDGE_HOOK = contextvars.ContextVar("edge_hook", default=None)
+_KERNELS = contextvars.ContextVar("kernels", default={})
 
 
 def _with_channels(shape, channels):
@@ -82,6 +84,25 @@ def edge_hook(hook):
         _EDGE_HOOK.reset(token)
 
 
+@contextlib.contextmanager
+def kernels(**overrides):
+    """Within this block, layers call one backend's faster equivalent of their generic ops,
+    by name: `instance_norm(x, scale, offset, epsilon)` normalizes `x` by its own statistics
+    (scale and offset float32, (channels,) or (batch, channels)); `reflect_pad(x, rows,
+    cols)` pads by static amounts; `narrow_conv(x, kernel, bias)` is a stride-1 "valid"
+    convolution to a few channels (the output layer's). frozen.py traces TensorFlow's
+    into its graphs with it; outside them layers stay as they are (TensorFlow Lite builds
+    keep MIRROR_PAD, tiling its statistics hook)."""
+    unknown = set(overrides) - {"instance_norm", "reflect_pad", "narrow_conv"}
+    if unknown:
+        raise ValueError(f"no such kernel: {', '.join(sorted(unknown))}")
+    token = _KERNELS.set(overrides)
+    try:
+        yield
+    finally:
+        _KERNELS.reset(token)
+
+
 def _edged(x, mode):
     hook = _EDGE_HOOK.get()
     return x if hook is None else hook(x, mode)
@@ -112,19 +133,21 @@ class InstanceNormalization(keras.layers.Layer):
                                       autocast=False)
 
     def call(self, x, style_weights=None):
-        hook = _STATISTICS_HOOK.get()
+        hook, kernel = _STATISTICS_HOOK.get(), _KERNELS.get().get("instance_norm")
+        scale, offset = self.scale, self.offset
+        weights = self._style_weights(style_weights)
+        if weights is not None:
+            # (N,) -> (channels,), or (batch, N) -> (batch, channels).
+            scale, offset = (ops.matmul(weights, v) for v in (scale, offset))
+        if hook is None and kernel is not None:
+            return kernel(x, scale, offset, self.epsilon)
         if hook is None:
             mean, variance = ops.moments(x, axes=(1, 2), keepdims=True)
         else:  # float32 statistics, whatever precision the network computes in
             mean, variance = (ops.cast(v, x.dtype) for v in hook(self, x))
-        scale, offset = self.scale, self.offset
-        weights = self._style_weights(style_weights)
-        if weights is not None:
-            # (N,) -> (channels,), or (batch, N) -> (batch, channels); either broadcast as
-            # (batch or 1, 1, 1, channels).
-            scale, offset = (ops.reshape(ops.matmul(weights, v), (-1, 1, 1, v.shape[-1]))
-                             for v in (scale, offset))
-        scale, offset = ops.cast(scale, x.dtype), ops.cast(offset, x.dtype)
+        # Broadcast as (batch or 1, 1, 1, channels).
+        scale, offset = (ops.cast(ops.reshape(v, (-1, 1, 1, v.shape[-1])), x.dtype)
+                         for v in (scale, offset))
         # Folded into one multiply-add over the activations: fewer full-size temporaries.
         multiplier = ops.rsqrt(variance + self.epsilon) * scale
         return x * multiplier + (offset - mean * multiplier)
@@ -157,6 +180,9 @@ def pad(x, rows, cols, mode):
     resizable build's pad to a multiple of 4) a gather of clipped indices."""
     if all(isinstance(a, int) and a == 0 for a in (*rows, *cols)):
         return x
+    kernel = _KERNELS.get().get("reflect_pad")
+    if mode == "reflect" and kernel is not None and all(isinstance(a, int) for a in (*rows, *cols)):
+        return kernel(x, rows, cols)
     if mode != "replicate":
         return ops.pad(x, ((0, 0), rows, cols, (0, 0)),
                        mode="reflect" if mode == "reflect" else "constant")
@@ -268,7 +294,15 @@ class ConvLayer(keras.layers.Layer):
 
     def call(self, x, style_weights=None):
         x = self.pad(x)
-        x = self._upsampling_conv(x) if self.upsample else self.conv(x)
+        narrow = _KERNELS.get().get("narrow_conv")
+        if self.upsample:
+            x = self._upsampling_conv(x)
+        elif narrow is not None and self.filters <= NARROW and self.strides == 1:
+            dtype = self.conv.compute_dtype
+            x = narrow(ops.cast(x, dtype), ops.cast(self.conv.kernel, dtype),
+                       ops.cast(self.conv.bias, dtype))
+        else:
+            x = self.conv(x)
         if self.norm is not None:
             x = _styled(self.norm, x, style_weights)
         return ops.relu(x) if self.relu else x

@@ -1,6 +1,7 @@
 """frozen.py: the network as a graph with its weights as constants computes what the
 network does, at any size and batch, with the weights it had when frozen; in bfloat16,
-a graph over its variables computes what the network does eagerly."""
+a graph over its variables computes what the network does eagerly; its fused kernels
+compute what the generic ops they replace do."""
 
 import os
 
@@ -8,7 +9,8 @@ import numpy as np
 
 from conftest import REPO, multi_style_net, photo, tensorflow_only
 from perceptual_style import saved_nets
-from perceptual_style.frozen import compiled_function, frozen_function
+from perceptual_style.frozen import (_instance_norm, _narrow_conv, _reflect_pad,
+                                     compiled_function, frozen_function)
 
 pytestmark = tensorflow_only
 
@@ -62,3 +64,73 @@ def test_a_bfloat16_graph_computes_what_the_network_does_eagerly():
     difference = np.abs(compiled_function(half)(images).numpy()
                         - np.asarray(half(images), np.float32))
     assert difference.max() < 12 and difference.mean() < 0.6
+
+
+def test_the_reflection_kernel_pads_as_mirror_pad_does():
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(2).normal(size=(2, 7, 6, 3)), tf.float32)
+    for rows, cols in [((1, 1), (1, 1)), ((4, 4), (4, 4)), ((0, 3), (2, 0)), ((0, 0), (5, 1))]:
+        expected = tf.pad(x, [(0, 0), rows, cols, (0, 0)], mode="REFLECT")
+        dynamic = tf.function(lambda x: _reflect_pad(x, rows, cols),  # noqa: B023
+                              input_signature=[tf.TensorSpec((None, None, None, 3))])
+        for padded in (_reflect_pad(x, rows, cols), dynamic(x)):
+            assert padded.shape == expected.shape
+            assert np.array_equal(padded.numpy(), expected.numpy())
+
+
+def test_the_normalization_kernel_normalizes_each_image_by_its_own_statistics():
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(3, 9, 11, 4)) * [1, 5, 0.1, 2] + [0, -3, 7, 1]).astype(np.float32)
+    x[1] *= 10  # images of different statistics
+    scale = rng.uniform(0.5, 2, (3, 4)).astype(np.float32)
+    offset = rng.normal(size=(3, 4)).astype(np.float32)
+
+    def expected(x, scale, offset):  # scale and offset (batch or 1, channels)
+        normalized = (x - x.mean((1, 2), keepdims=True)) / np.sqrt(x.var((1, 2), keepdims=True)
+                                                                   + 1e-5)
+        return normalized * scale[:, None, None] + offset[:, None, None]
+
+    def error(result, expected):
+        return np.abs(result.numpy() - expected).max()
+
+    assert error(_instance_norm(x, scale, offset, 1e-5), expected(x, scale, offset)) < 1e-4
+    # One row for the whole batch; one image through the path without transposes.
+    assert error(_instance_norm(x, scale[:1], offset[:1], 1e-5),
+                 expected(x, scale[:1], offset[:1])) < 1e-4
+    assert error(_instance_norm(x[1:2], scale[2], offset[2], 1e-5, single=True),
+                 expected(x[1:2], scale[2:], offset[2:])) < 1e-4
+
+
+def test_the_narrow_convolution_kernel_convolves_as_a_convolution_does():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(4)
+    kernel = tf.constant(rng.normal(size=(9, 9, 5, 3)), tf.float32)
+    bias = tf.constant(rng.normal(size=3), tf.float32)
+    for height, width in [(20, 24), (17, 10), (9, 12)]:  # even, odd, a single output row
+        x = tf.constant(rng.normal(size=(2, height, width, 5)), tf.float32)
+        expected = tf.nn.conv2d(x, kernel, 1, "VALID") + bias
+        result = _narrow_conv(x, kernel, bias)
+        assert result.shape == expected.shape
+        assert np.abs(result.numpy() - expected.numpy()).max() < 1e-4
+
+
+def test_the_graphs_normalize_and_pad_with_the_fused_kernels(net):
+    """The graph holds fused batch normalization and no generic moments; MirrorPad only
+    where the input's pad to a multiple of 4 is by amounts known at run time; the output
+    layer's convolution is to 12 channels (2x2 blocks of 3)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
+
+    from perceptual_style.frozen import _fused, _specs
+
+    for batch in (1, None):
+        with _fused(batch):
+            graph = convert_variables_to_constants_v2(
+                tf.function(net).get_concrete_function(*_specs(net, batch)))
+        ops = [node.op for node in graph.graph.as_graph_def().node]
+        assert ops.count("FusedBatchNormV3") == 15 and "SquaredDifference" not in ops
+        assert ops.count("MirrorPad") == 1 and ops.count("Transpose") == (0 if batch else 30) + 2
+        assert ops.count("DepthToSpace") == 1
