@@ -44,6 +44,7 @@ MAX_WIDTH_MULTIPLIER = 4.0
 MAX_STYLES = 1024  # the paper's largest network has 32
 _STATISTICS_HOOK = contextvars.ContextVar("statistics_hook", default=None)
 _EDGE_HOOK = contextvars.ContextVar("edge_hook", default=None)
+_CONVOLUTION_HOOK = contextvars.ContextVar("convolution_hook", default=None)
 
 
 def _with_channels(shape, channels):
@@ -80,6 +81,23 @@ def edge_hook(hook):
         yield
     finally:
         _EDGE_HOOK.reset(token)
+
+
+@contextlib.contextmanager
+def convolution_hook(hook):
+    """Within this block, a ConvLayer's convolution of its padded input `x` (not an
+    upsampling one's) is `hook(conv, x)`, `conv` its Keras Conv2D, which must compute
+    `conv(x)`: frozen.py computes the float32 output layer of a bfloat16 network in bands."""
+    token = _CONVOLUTION_HOOK.set(hook)
+    try:
+        yield
+    finally:
+        _CONVOLUTION_HOOK.reset(token)
+
+
+def _convolved(conv, x):
+    hook = _CONVOLUTION_HOOK.get()
+    return conv(x) if hook is None else hook(conv, x)
 
 
 def _edged(x, mode):
@@ -268,7 +286,7 @@ class ConvLayer(keras.layers.Layer):
 
     def call(self, x, style_weights=None):
         x = self.pad(x)
-        x = self._upsampling_conv(x) if self.upsample else self.conv(x)
+        x = self._upsampling_conv(x) if self.upsample else _convolved(self.conv, x)
         if self.norm is not None:
             x = _styled(self.norm, x, style_weights)
         return ops.relu(x) if self.relu else x

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from conftest import REPO, multi_style_net, photo, tensorflow_only
-from perceptual_style import saved_nets
+from perceptual_style import frozen, saved_nets
 from perceptual_style.frozen import compiled_function, frozen_function
 
 pytestmark = tensorflow_only
@@ -62,3 +62,39 @@ def test_a_bfloat16_graph_computes_what_the_network_does_eagerly():
     difference = np.abs(compiled_function(half)(images).numpy()
                         - np.asarray(half(images), np.float32))
     assert difference.max() < 12 and difference.mean() < 0.6
+
+
+def _ancestors(op):
+    """Every op that `op` waits for, through its inputs and control inputs."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def test_a_bfloat16_graph_convolves_its_float32_output_layer_in_bands_one_after_another(
+        monkeypatch):
+    """So that its input is copied to float32 a band at a time; each output pixel is what
+    one convolution gives it."""
+    import tensorflow as tf
+
+    half = multi_style_net(1, num_residual_blocks=1, width_multiplier=0.5, precision="bfloat16")
+    graph = tf.function(frozen._banded(half)).get_concrete_function(*frozen._specs(half)).graph
+    convolutions = [op for op in graph.get_operations()
+                    if op.type == "Conv2D" and op.get_attr("T") == tf.float32]
+    assert len(convolutions) == frozen.BANDS > 1
+    for before, after in zip(convolutions, convolutions[1:]):
+        assert before in _ancestors(after)
+    banded = compiled_function(half)
+    monkeypatch.setattr(frozen, "BANDS", 1)
+    whole = compiled_function(half)
+    rng = np.random.default_rng(2)
+    for batch, height, width in [(1, 1, 1), (2, 37, 45), (1, 64, 48)]:
+        images = rng.uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
+        stylized = banded(images).numpy()
+        assert stylized.shape == images.shape
+        assert np.abs(stylized - whole(images).numpy()).max() < 0.01
