@@ -22,6 +22,8 @@ import contextlib
 import functools
 import weakref
 
+BANDS = 4  # of the output layer's rows, see _narrow_conv
+
 
 def _instance_norm(x, scale, offset, epsilon, single=False):
     """transformer_net.kernels' `instance_norm`: batch normalization's training mode over
@@ -69,7 +71,10 @@ def _narrow_conv(x, kernel, bias):
     the output, four times the channels through a kernel one tap wider each way (1.23x the
     multiplies for a 9x9 kernel), rearranged into space. oneDNN's convolution to 3 channels
     runs 3.5-4x slower than that one (measured, float32): the output layer's alone was a
-    third of a 256x256 pass."""
+    third of a 256x256 pass. Where `kernel` is wider than `x` (a bfloat16 network's float32
+    output layer), in BANDS bands of rows one after another, each casting its own rows:
+    `x` cast whole was a pass's largest tensor (130 MiB at 1024x1024), and TensorFlow's
+    pool keeps every page it once touched."""
     import tensorflow as tf
 
     rows, cols, _, channels = kernel.shape
@@ -78,9 +83,18 @@ def _narrow_conv(x, kernel, bias):
     blocks = tf.reshape(blocks, (rows + 1, cols + 1, -1, 4 * channels))
     shape = tf.shape(x)
     height, width = shape[1] - rows + 1, shape[2] - cols + 1
-    x = tf.pad(x, [(0, 0), (0, height % 2), (0, width % 2), (0, 0)])
-    y = tf.nn.bias_add(tf.nn.conv2d(x, blocks, 2, "VALID"), tf.tile(bias, [4]))
-    return tf.nn.depth_to_space(y, 2)[:, :height, :width]
+    count = BANDS if x.dtype != kernel.dtype else 1
+    bounds = [(height + 1) // 2 * i // count for i in range(count + 1)]  # in 2-row blocks
+    bands = []
+    for start, stop in zip(bounds, bounds[1:]):
+        with tf.control_dependencies(bands[-1:]):  # else the executor runs them at once
+            band = tf.cast(x[:, 2 * start:2 * stop + rows - 1], kernel.dtype)
+            # Rows and a column of zeros where the output's are odd, and for an empty band.
+            missing = tf.maximum(2 * (stop - start), 2) + rows - 1 - tf.shape(band)[1]
+            band = tf.pad(band, [(0, 0), (0, missing), (0, width % 2), (0, 0)])
+            y = tf.nn.bias_add(tf.nn.conv2d(band, blocks, 2, "VALID"), tf.tile(bias, [4]))
+            bands.append(y[:, :stop - start])
+    return tf.nn.depth_to_space(tf.concat(bands, axis=1), 2)[:, :height, :width]
 
 
 @contextlib.contextmanager

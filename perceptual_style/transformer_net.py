@@ -90,9 +90,9 @@ def kernels(**overrides):
     by name: `instance_norm(x, scale, offset, epsilon)` normalizes `x` by its own statistics
     (scale and offset float32, (channels,) or (batch, channels)); `reflect_pad(x, rows,
     cols)` pads by static amounts; `narrow_conv(x, kernel, bias)` is a stride-1 "valid"
-    convolution to a few channels (the output layer's). frozen.py traces TensorFlow's
-    into its graphs with it; outside them layers stay as they are (TensorFlow Lite builds
-    keep MIRROR_PAD, tiling its statistics hook)."""
+    convolution to a few channels (the output layer's) in `kernel`'s dtype. frozen.py
+    traces TensorFlow's into its graphs with it; outside them layers stay as they are
+    (TensorFlow Lite builds keep MIRROR_PAD, tiling its statistics hook)."""
     unknown = set(overrides) - {"instance_norm", "reflect_pad", "narrow_conv"}
     if unknown:
         raise ValueError(f"no such kernel: {', '.join(sorted(unknown))}")
@@ -299,8 +299,7 @@ class ConvLayer(keras.layers.Layer):
             x = self._upsampling_conv(x)
         elif narrow is not None and self.filters <= NARROW and self.strides == 1:
             dtype = self.conv.compute_dtype
-            x = narrow(ops.cast(x, dtype), ops.cast(self.conv.kernel, dtype),
-                       ops.cast(self.conv.bias, dtype))
+            x = narrow(x, ops.cast(self.conv.kernel, dtype), ops.cast(self.conv.bias, dtype))
         else:
             x = self.conv(x)
         if self.norm is not None:

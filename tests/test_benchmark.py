@@ -165,6 +165,32 @@ def test_speed_benchmark_smoke(tmp_path):
 
 
 @tensorflow_only
+def test_the_auto_path_runs_the_seeded_network_as_stylize_would_and_holds_it():
+    """In the precision auto picks, through tiling.forward's graph, which holds the network
+    only weakly: a garbage collection between building the path and running it loses
+    nothing."""
+    code = ("import gc, runpy, sys\n"
+            "import numpy as np\n"
+            "sys.argv[0] = 'tools/benchmark.py'\n"
+            "bench = runpy.run_path(sys.argv[0], run_name='benchmark')['main'].__globals__\n"
+            "bench['cli'].import_quietly(['keras'])\n"
+            "from perceptual_style import precision, tiling\n"
+            "run = bench['PATHS']['auto'].build(bench['seeded_net'], None)\n"
+            "gc.collect()\n"
+            "images = np.random.default_rng(0).uniform(0, 255, (1, 24, 32, 3)).astype(np.float32)\n"
+            "chosen = precision.resolve('auto', 'tensorflow')\n"
+            "with precision.policy(chosen):\n"
+            "    net = bench['seeded_net']()\n"
+            "expected = tiling.forward(net)(images).numpy()\n"
+            "print(chosen, net.compute_dtype, np.abs(run(images) - expected).max() < 0.01)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=HANG_TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    chosen, computes, same = result.stdout.split()[-3:]
+    assert computes == chosen and same == "True"
+
+
+@tensorflow_only
 def test_speed_benchmark_interleaves_our_paths_with_the_peer(tmp_path, torch_peer):
     result = benchmark("--paths=keras,torch", "--sizes=32x32,37x45", "--repeats=2",
                        "--batches=2", "--throughput_size=32", "--train_backends=",

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from conftest import REPO, multi_style_net, photo, tensorflow_only
-from perceptual_style import saved_nets
+from perceptual_style import frozen, saved_nets
 from perceptual_style.frozen import (_instance_norm, _narrow_conv, _reflect_pad,
                                      compiled_function, frozen_function)
 
@@ -108,12 +108,15 @@ def test_the_narrow_convolution_kernel_convolves_as_a_convolution_does():
     rng = np.random.default_rng(4)
     kernel = tf.constant(rng.normal(size=(9, 9, 5, 3)), tf.float32)
     bias = tf.constant(rng.normal(size=3), tf.float32)
-    for height, width in [(20, 24), (17, 10), (9, 12)]:  # even, odd, a single output row
-        x = tf.constant(rng.normal(size=(2, height, width, 5)), tf.float32)
-        expected = tf.nn.conv2d(x, kernel, 1, "VALID") + bias
-        result = _narrow_conv(x, kernel, bias)
-        assert result.shape == expected.shape
-        assert np.abs(result.numpy() - expected.numpy()).max() < 1e-4
+    # Even and odd sizes, a single output row; bfloat16 input is convolved in bands (of
+    # one output row, and empty ones, at 10 and 9 rows).
+    for height, width in [(20, 24), (17, 10), (9, 12), (18, 9), (25, 16)]:
+        for dtype in (tf.float32, tf.bfloat16):
+            x = tf.cast(tf.constant(rng.normal(size=(2, height, width, 5))), dtype)
+            expected = tf.nn.conv2d(tf.cast(x, tf.float32), kernel, 1, "VALID") + bias
+            result = _narrow_conv(x, kernel, bias)
+            assert result.dtype == tf.float32 and result.shape == expected.shape
+            assert np.abs(result.numpy() - expected.numpy()).max() < 1e-4
 
 
 def test_the_graphs_normalize_and_pad_with_the_fused_kernels(net):
@@ -134,3 +137,40 @@ def test_the_graphs_normalize_and_pad_with_the_fused_kernels(net):
         assert ops.count("FusedBatchNormV3") == 15 and "SquaredDifference" not in ops
         assert ops.count("MirrorPad") == 1 and ops.count("Transpose") == (0 if batch else 30) + 2
         assert ops.count("DepthToSpace") == 1
+
+
+def _ancestors(op):
+    """Every op that `op` waits for, through its inputs and control inputs."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def test_a_bfloat16_graph_convolves_its_float32_output_layer_in_bands_one_after_another(
+        monkeypatch):
+    """So that its input is copied to float32 a band at a time; each output pixel is what
+    one convolution gives it."""
+    import tensorflow as tf
+
+    half = multi_style_net(1, num_residual_blocks=1, width_multiplier=0.5, precision="bfloat16")
+    with frozen._fused(None):
+        graph = tf.function(half).get_concrete_function(*frozen._specs(half)).graph
+    convolutions = [op for op in graph.get_operations()
+                    if op.type == "Conv2D" and op.get_attr("T") == tf.float32]
+    assert len(convolutions) == frozen.BANDS > 1
+    for before, after in zip(convolutions, convolutions[1:]):
+        assert before in _ancestors(after)
+    rng = np.random.default_rng(2)
+    batches = [rng.uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
+               for batch, height, width in [(1, 1, 1), (2, 37, 45), (1, 64, 48)]]
+    banded = [compiled_function(half)(images).numpy() for images in batches]
+    monkeypatch.setattr(frozen, "BANDS", 1)
+    whole = compiled_function(half)  # traced at its first call, in one band
+    for images, stylized in zip(batches, banded):
+        assert stylized.shape == images.shape
+        assert np.abs(stylized - whole(images).numpy()).max() < 0.01

@@ -8,15 +8,17 @@ compiled code never affect another's. The processes live together and are asked 
 timed runs in turn, so that whatever else slows the machine slows every path alike; per
 size each records the median latency of --repeats runs after --warmup runs and its peak
 resident memory (VmHWM, reset before each size), plus the throughput of each of --batches
-at --throughput_size. The peer, our network in PyTorch (tools/torch_peer.py, the `peer`
-extra), is measured the same way, and every path's times are also given as a ratio to
-the peer's (torch_compile, else torch). Training runs a few steps per backend, in a
-process each. The convolutions' multiply-accumulates (perceptual_style/flops.py) turn
-latencies into GFLOP/s, compared with the peak of the precision the path computes in,
-measured in the same run by large matmuls. --isa=avx2 runs it all as on a CPU without
-AVX-512 (ISA_CAPS). Prints the CPU's flags and markdown tables, and writes
-`<output_dir>/speed<tag>.json` and a plot of latency against megapixels (the `bench`
-extra; without it, a notice).
+at --throughput_size. TensorFlow's paths import it as the commands do, without what it
+would import for nothing here (cli.SKIPPED_BY_TENSORFLOW): their memory is a core
+install's, whichever extras are installed. The peer, our network in PyTorch
+(tools/torch_peer.py, the `peer` extra), is measured the same way, and every path's times
+are also given as a ratio to the peer's (torch_compile, else torch). Training runs a few
+steps per backend, in a process each. The convolutions' multiply-accumulates
+(perceptual_style/flops.py) turn latencies into GFLOP/s, compared with the peak of the
+precision the path computes in, measured in the same run by large matmuls. --isa=avx2
+runs it all as on a CPU without AVX-512 (ISA_CAPS). Prints the CPU's flags and markdown
+tables, and writes `<output_dir>/speed<tag>.json` and a plot of latency against megapixels
+(the `bench` extra; without it, a notice).
 
 Quality (--quality): on held-out photos, a trained network's total perceptual loss (the
 weights it was trained with, from its metadata) and time, against Gatys et al.'s
@@ -132,19 +134,15 @@ def keras_auto_precision(make_net, workdir):
     in the precision auto picks on this machine (bfloat16 where the CPU has it natively,
     see perceptual_style/precision.py, else float32), through tiling.forward, stylize's
     own compiled pass (with its weights as constants in float32, see
-    perceptual_style/frozen.py)."""
-    net = make_net()
-
+    perceptual_style/frozen.py). The seeded network is built in that precision, as
+    stylize loads a network: one network, not a float32 one beside it."""
     from perceptual_style import precision, tiling
-    from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet
 
-    chosen_precision = precision.resolve("auto", "tensorflow")
-    with precision.policy(chosen_precision):
-        chosen = TransformerNet.from_config({**net.get_config(), "dtype": None})
-        chosen.build(INPUT_SHAPE)
-    chosen.set_weights(net.get_weights())
-    function = tiling.forward(chosen)
-    return lambda images: function(images).numpy()
+    with precision.policy(precision.resolve("auto", "tensorflow")):
+        net = make_net()
+    function = tiling.forward(net)
+    # tiling.forward's graph holds the network weakly: the path holds it.
+    return lambda images, network=net: function(images).numpy()
 
 
 @inference_path("xla")
@@ -447,7 +445,7 @@ def peaks(peak):
 def worker(kind):
     task, _, name = kind.partition(":")
     if os.environ["KERAS_BACKEND"] != "torch" and not name.startswith("litert_"):
-        cli.import_quietly(["keras"])  # as the commands import it: TensorFlow without JAX
+        cli.import_quietly(["keras"])  # as the commands import it (see the docstring)
     if task == "inference":
         return serve_inference(name)
     if task == "train":
