@@ -55,9 +55,9 @@ def _reflect_pad(x, rows, cols):
     import tensorflow as tf
 
     for axis, (before, after) in ((1, rows), (2, cols)):
-        size = x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
+        # Indices from the end (negative) rather than from the size: no shape ops.
         parts = [tf.reverse(_take(x, axis, 1, before + 1), [axis]), x,
-                 tf.reverse(_take(x, axis, size - after - 1, size - 1), [axis])]
+                 tf.reverse(_take(x, axis, -after - 1, -1), [axis])]
         x = tf.concat([p for p, n in zip(parts, (before, 1, after)) if n], axis)
     return x
 
