@@ -5,7 +5,8 @@ change by well under one grey level) together with the architecture config. `met
 beside it records how the style was trained, for people and for the tools that rebuild its
 loss; its schema is written and read here only (trained_metadata, distilled_metadata): at
 the top level what the network is and saw (name, architecture, backend, steps, batch_size,
-image_size, images_seen, ...; a distilled one, or one fine-tuned from it, its distillation),
+image_size, images_seen, ...; a distilled one, or one fine-tuned from it, its distillation;
+one cut to some of another's styles, `selected_from`: selected_metadata),
 under "flags" the training command's flags as given (the loss recipe among them:
 style_flags.saved_style_loss), under "training" one record per session. A value is stored
 once: the style image and VGG19 weights only under "flags". The folder is written as a unit
@@ -177,6 +178,18 @@ def distilled_metadata(teacher, teacher_name, name, flag_values, losses, steps, 
     }
     metadata.pop("final_losses", None)  # the teacher's, not the student's
     return metadata
+
+
+def selected_metadata(metadata, kept, name, source):
+    """The metadata of a network of some of the styles of another (`source`, named in
+    `metadata`'s `styles`): its `styles` entries `kept` (names, in that order) and the
+    rest as it was, under its new `name`, with a `selected_from` record (one per selection,
+    oldest first) of the network the styles were kept from and its styles then."""
+    entries = {entry["name"]: entry for entry in metadata["styles"]}
+    return {**metadata, "name": name, "styles": [entries[style] for style in kept],
+            "selected_from": [*metadata.get("selected_from", []), {
+                "name": metadata.get("name") or source, "styles": list(entries),
+                "kept": list(kept), "date": now()}]}
 
 
 def write_json(path, data):

@@ -20,12 +20,14 @@ the scale and offset of the instance normalizations (conditional instance normal
 It is called as `net(images, style_weights=w)`, w of shape (N,) or (batch, N): one-hot
 picks a style, a convex combination blends them. A trained network learns a new style by
 its normalization parameters alone (`style_network`, `train_normalization_only`,
-`add_style`): its convolutions, and so its other styles, stay as they were.
+`add_style`): its convolutions, and so its other styles, stay as they were; the same
+holds for a network cut to some of its styles (`select_styles`).
 """
 
 import contextlib
 import contextvars
 import functools
+import operator
 
 import keras
 import numpy as np
@@ -683,3 +685,23 @@ def add_style(net, style):
                        if is_normalization(v) else w
                        for v, w, new in zip(net.weights, net.get_weights(), style.get_weights())])
     return grown
+
+
+def select_styles(net, indices):
+    """A network of `net`'s styles `indices`, in that order: `net`'s convolutions and those
+    styles' normalization rows, so each computes exactly as in `net` (a network shipped
+    with only the styles that pass the quality bar, no retraining). One index gives a
+    single-style network, as style_network of that style does. A ValueError for none, a
+    repeated one or one out of range."""
+    indices = [operator.index(i) for i in indices]
+    if not indices:
+        raise ValueError("select_styles needs at least one style index")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"style indices repeat: {indices}")
+    if not all(0 <= i < net.num_styles for i in indices):
+        raise ValueError(f"style indices {indices}: a network of {net.num_styles} styles has "
+                         f"indices 0 to {net.num_styles - 1}")
+    kept = _rebuilt(net, num_styles=len(indices))
+    kept.set_weights([np.reshape(_style_rows(net, w)[indices], v.shape) if is_normalization(v)
+                      else w for v, w in zip(kept.weights, net.get_weights())])
+    return kept

@@ -17,7 +17,8 @@ TOOLS = {"stylize": ("perceptual_style.stylize", "--tile_size"),
          "client": ("perceptual_style.client", "--protocol"),
          "export_tflite": ("tools/export_tflite.py", "--quantizations"),
          "stylize_video": ("perceptual_style.stylize_video", "--temporal"),
-         "quality": ("tools/quality.py", "--max_clipped")}
+         "quality": ("tools/quality.py", "--max_clipped"),
+         "select_styles": ("tools/select_styles.py", "--styles")}
 # Tools whose flags come from modules that load the backend (the trainers' loss flags): they
 # import it first, quietly.
 TRAINERS = {"train": ("perceptual_style.train", "--crop_size"),

@@ -15,7 +15,8 @@ from perceptual_style.transformer_net import (INPUT_SHAPE, InstanceNormalization
                                               Padding2D, TransformerNet, UpsampleConvLayer,
                                               add_style, edge_hook,
                                               fill_beyond, is_normalization, pad,
-                                              statistics_hook, style_network, with_padding)
+                                              select_styles, statistics_hook, style_network,
+                                              with_padding)
 from weight_files import damaged_copies
 
 
@@ -501,6 +502,39 @@ def test_an_added_style_leaves_every_old_style_bit_for_bit(config):
                 np.testing.assert_array_equal(grown_value[n], new_value)
             else:
                 np.testing.assert_array_equal(grown_value, old)
+
+
+@pytest.mark.parametrize("config", SMALL_CONFIGS[::2])
+def test_selected_styles_compute_bit_for_bit_as_in_the_whole_network(config):
+    """select_styles keeps the convolutions and the chosen rows, in the order asked: each
+    kept style's output is exactly the original's, a blend of them the original's blend
+    (with the dropped styles at 0) to float rounding, and one index gives that style's
+    single-style network."""
+    net = multi_style_net(4, **config)
+    images = np.random.default_rng(13).uniform(0, 255, (2, 21, 26, 3)).astype("float32")
+    kept = select_styles(net, [3, 0, 2])
+    assert kept.num_styles == 3
+    for row, style in enumerate([3, 0, 2]):
+        np.testing.assert_array_equal(
+            numpy_out(kept, images, style_weights=np.eye(3, dtype="float32")[row]),
+            numpy_out(net, images, style_weights=np.eye(4, dtype="float32")[style]))
+    np.testing.assert_allclose(
+        numpy_out(kept, images, style_weights=np.array([0.2, 0.5, 0.3], "float32")),
+        numpy_out(net, images, style_weights=np.array([0.5, 0.0, 0.3, 0.2], "float32")),
+        atol=1e-3)  # the blend's sums taken in another order
+    for variable, value, whole in zip(kept.weights, kept.get_weights(), net.get_weights()):
+        np.testing.assert_array_equal(value, whole[[3, 0, 2]] if is_normalization(variable)
+                                      else whole)
+    single = select_styles(net, [1])
+    assert single.num_styles == 1
+    np.testing.assert_array_equal(numpy_out(single, images), numpy_out(
+        net, images, style_weights=np.eye(4, dtype="float32")[1]))
+    for indices, message in [([], "needs at least one style index"),
+                             ([1, 2, 1], r"style indices repeat: \[1, 2, 1\]"),
+                             ([0, 4], "a network of 4 styles has indices 0 to 3"),
+                             ([-1], "a network of 4 styles has indices 0 to 3")]:
+        with pytest.raises(ValueError, match=message):
+            select_styles(net, indices)
 
 
 def test_a_new_style_starts_from_the_mean_or_one_of_the_styles():
