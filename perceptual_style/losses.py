@@ -36,16 +36,17 @@ def content_loss(features, target_features, per_image=False):
     return _mean(ops.square(features - target_features), per_image)
 
 
-def style_loss(features, target_grams, layer_weights, per_image=False):
+def style_loss(features, target_grams, layer_weights, per_image=False, grams=None):
     """Weighted sum over layers of the squared Frobenius distance between Gram matrices.
 
     `features`: {layer: (B, H, W, C)}; `target_grams`: {layer: (1 or B, C, C)};
-    `layer_weights`: {layer: weight}.
+    `layer_weights`: {layer: weight}; `grams`: the features' Gram matrices {layer: (B, C,
+    C)} where already computed (the styles of one network judge the same images).
     """
     total = 0.0
     for layer, weight in layer_weights.items():
-        difference = gram_matrix(features[layer]) - target_grams[layer]
-        distance = ops.sum(ops.square(difference), axis=(1, 2))
+        gram = gram_matrix(features[layer]) if grams is None else grams[layer]
+        distance = ops.sum(ops.square(gram - target_grams[layer]), axis=(1, 2))
         total = total + weight * (distance if per_image else ops.mean(distance))
     return total
 
@@ -113,21 +114,38 @@ class PerceptualLoss:
         stylized = ops.cast(stylized, "float32")
         if stylized_features is None:
             stylized_features = self.features(stylized)
-        zero = ops.zeros(ops.shape(stylized)[:1] if per_image else (), "float32")
-        losses = {
-            "content": content_loss(stylized_features[self.content_layer], content_target,
-                                    per_image),
-            "style": (style_loss(stylized_features, self.style_grams, self.style_layers, per_image)
-                      if self.style_layers else zero),
-            "tv": total_variation_loss(stylized, per_image),
-            "saturation": (zero if logits is None
-                           else saturation_loss(ops.cast(logits, "float32"), per_image)),
-        }
-        losses["total"] = (self.content_weight * losses["content"]
-                           + self.style_weight * losses["style"]
-                           + self.tv_weight * losses["tv"]
-                           + self.saturation_weight * losses["saturation"])
-        return losses
+        losses = image_losses(stylized, stylized_features[self.content_layer], content_target,
+                              logits, per_image)
+        return self.weighted({**losses, "style": self.style(stylized_features, per_image)})
+
+    def style(self, stylized_features, per_image=False, grams=None):
+        """The style loss of images with `stylized_features` (and, where computed, their
+        Gram matrices `grams`); 0 without style layers."""
+        if not self.style_layers:
+            batch = ops.shape(stylized_features[self.content_layer])[:1]
+            return ops.zeros(batch if per_image else (), "float32")
+        return style_loss(stylized_features, self.style_grams, self.style_layers, per_image,
+                          grams)
+
+    def weighted(self, losses):
+        """`losses` {content, style, tv, saturation} with their weighted sum as `total`."""
+        losses = {name: losses[name] for name in LOSS_NAMES[:-1]}
+        return {**losses, "total": self.content_weight * losses["content"]
+                + self.style_weight * losses["style"]
+                + self.tv_weight * losses["tv"]
+                + self.saturation_weight * losses["saturation"]}
+
+
+def image_losses(stylized, content_features, content_target, logits=None, per_image=False):
+    """{content, tv, saturation}: the terms that do not depend on the style (float32
+    `stylized`, the content layer's features of it, and its target)."""
+    zero = ops.zeros(ops.shape(stylized)[:1] if per_image else (), "float32")
+    return {
+        "content": content_loss(content_features, content_target, per_image),
+        "tv": total_variation_loss(stylized, per_image),
+        "saturation": (zero if logits is None
+                       else saturation_loss(ops.cast(logits, "float32"), per_image)),
+    }
 
 
 class MultiStylePerceptualLoss:
@@ -145,10 +163,17 @@ class MultiStylePerceptualLoss:
                or loss.content_layer != self.content_layer for loss in self.losses):
             raise ValueError("the styles' losses must share one loss network and content layer")
         self.features = self.losses[0].features
+        self.content_target = self.losses[0].content_target
 
     def __call__(self, stylized, content_target, stylized_features, logits, style_weights):
+        # The terms every style shares, and the images' Gram matrices, are computed once.
         style_weights = ops.cast(style_weights, "float32")
-        per_style = [loss(stylized, content_target, stylized_features, logits, per_image=True)
+        stylized = ops.cast(stylized, "float32")
+        shared = image_losses(stylized, stylized_features[self.content_layer], content_target,
+                              logits, per_image=True)
+        grams = {layer: gram_matrix(stylized_features[layer])
+                 for layer in dict.fromkeys(l for loss in self.losses for l in loss.style_layers)}
+        per_style = [loss.weighted({**shared, "style": loss.style(stylized_features, True, grams)})
                      for loss in self.losses]
         return {name: ops.mean(sum(style_weights[:, i] * losses[name]
                                    for i, losses in enumerate(per_style)))

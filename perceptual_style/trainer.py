@@ -41,12 +41,11 @@ class StyleTransferTrainer(keras.Model):
         stylized, logits = self.transformer(images, training=training, return_logits=True,
                                             **styled)
         stylized = ops.cast(stylized, "float32")
-        count = ops.shape(images)[0]
-        # One pass of the loss network over both halves.
-        features = self.perceptual_loss.features(ops.concatenate([stylized, images], axis=0))
-        target = ops.stop_gradient(features[self.perceptual_loss.content_layer][count:])
-        return self.perceptual_loss(stylized, target, {k: v[:count] for k, v in features.items()},
-                                    logits, **styled)
+        # A pass of the loss network for each: one pass over both, sliced, took its
+        # backward pass over the photos too (measured: 2.6 s of a 4.4 s step, 1.75 s apart).
+        features = self.perceptual_loss.features(stylized)
+        target = self.perceptual_loss.content_target(images)
+        return self.perceptual_loss(stylized, target, features, logits, **styled)
 
     def style_schedule(self, step, images):
         """{} for one style; else {"style_weights": style_schedule(...)} of the batch
