@@ -77,10 +77,10 @@ def _narrow_conv(x, kernel, bias):
     pool keeps every page it once touched."""
     import tensorflow as tf
 
-    rows, cols, _, channels = kernel.shape
-    blocks = tf.stack([tf.pad(kernel, [(r, 1 - r), (c, 1 - c), (0, 0), (0, 0)])
-                       for r in (0, 1) for c in (0, 1)], axis=3)
-    blocks = tf.reshape(blocks, (rows + 1, cols + 1, -1, 4 * channels))
+    from perceptual_style.transformer_net import block_kernel
+
+    rows, cols = kernel.shape[:2]
+    blocks = block_kernel(kernel)
     shape = tf.shape(x)
     height, width = shape[1] - rows + 1, shape[2] - cols + 1
     count = BANDS if x.dtype != kernel.dtype else 1

@@ -14,7 +14,7 @@ Nothing here imports TensorFlow when the backend is JAX.
 import keras
 from keras import ops
 
-from perceptual_style.transformer_net import INPUT_SHAPE
+from perceptual_style.transformer_net import INPUT_SHAPE, blocked_conv, kernels
 
 
 class StyleTransferTrainer(keras.Model):
@@ -38,8 +38,9 @@ class StyleTransferTrainer(keras.Model):
         transformer of N styles takes one-hot `style_weights` (batch, N): each image's style."""
         images = ops.cast(images, "float32")
         styled = {} if style_weights is None else {"style_weights": style_weights}
-        stylized, logits = self.transformer(images, training=training, return_logits=True,
-                                            **styled)
+        with kernels(narrow_conv=blocked_conv):
+            stylized, logits = self.transformer(images, training=training, return_logits=True,
+                                                **styled)
         stylized = ops.cast(stylized, "float32")
         # A pass of the loss network for each: one pass over both, sliced, took its
         # backward pass over the photos too (measured: 2.6 s of a 4.4 s step, 1.75 s apart).

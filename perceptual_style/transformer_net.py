@@ -93,8 +93,9 @@ def kernels(**overrides):
     (scale and offset float32, (channels,) or (batch, channels)); `reflect_pad(x, rows,
     cols)` pads by static amounts; `narrow_conv(x, kernel, bias)` is a stride-1 "valid"
     convolution to a few channels (the output layer's) in `kernel`'s dtype. frozen.py
-    traces TensorFlow's into its graphs with it; outside them layers stay as they are
-    (TensorFlow Lite builds keep MIRROR_PAD, tiling its statistics hook)."""
+    traces TensorFlow's into its graphs with it, the trainer `blocked_conv`; elsewhere
+    layers stay as they are (TensorFlow Lite builds keep MIRROR_PAD, tiling its
+    statistics hook)."""
     unknown = set(overrides) - {"instance_norm", "reflect_pad", "narrow_conv"}
     if unknown:
         raise ValueError(f"no such kernel: {', '.join(sorted(unknown))}")
@@ -103,6 +104,30 @@ def kernels(**overrides):
         yield
     finally:
         _KERNELS.reset(token)
+
+
+def block_kernel(kernel):
+    """A stride-1 convolution's `kernel` (rows, cols, in, out) as that of a stride-2 one
+    to the 2x2 blocks of its output, (rows + 1, cols + 1, in, 4 * out), each block's
+    channels in the order depth to space reads them: (row, column, out)."""
+    rows, cols, _, channels = kernel.shape
+    blocks = ops.stack([ops.pad(kernel, [(r, 1 - r), (c, 1 - c), (0, 0), (0, 0)])
+                        for r in (0, 1) for c in (0, 1)], axis=3)
+    return ops.reshape(blocks, (rows + 1, cols + 1, -1, 4 * channels))
+
+
+def blocked_conv(x, kernel, bias):
+    """A `narrow_conv` kernel in keras.ops, for either backend, which the trainer takes:
+    the stride-1 "valid" convolution as a stride-2 one to 2x2 blocks (block_kernel), put
+    into space. The gradients of the output layer's 9x9 convolution to 3 channels were
+    70% of the transformer's backward pass (oneDNN, float32, 128x128 crops; measured)."""
+    rows, cols, _, channels = kernel.shape
+    height, width = x.shape[1] - rows + 1, x.shape[2] - cols + 1
+    x = ops.pad(x, [(0, 0), (0, height % 2), (0, width % 2), (0, 0)])
+    y = ops.conv(x, block_kernel(kernel), strides=2) + ops.tile(bias, [4])
+    down, across = y.shape[1], y.shape[2]
+    y = ops.transpose(ops.reshape(y, (-1, down, across, 2, 2, channels)), (0, 1, 3, 2, 4, 5))
+    return ops.reshape(y, (-1, 2 * down, 2 * across, channels))[:, :height, :width]
 
 
 def _edged(x, mode):

@@ -13,7 +13,8 @@ from perceptual_style.saved_nets import (load_metadata, load_style_names, load_t
 from perceptual_style.transformer_net import (INPUT_SHAPE, InstanceNormalization,
                                               PADDINGS, ConvLayer, NearestUpsampling2D,
                                               Padding2D, TransformerNet, UpsampleConvLayer,
-                                              add_style, edge_hook,
+                                              add_style, blocked_conv, edge_hook,
+                                              kernels,
                                               fill_beyond, is_normalization, pad,
                                               select_styles, statistics_hook, style_network,
                                               with_padding)
@@ -254,6 +255,37 @@ def test_upsampling_trains_the_3x3_kernel_as_resize_then_convolution(padding):
         assert moved == [True, False, True, True]
     for ours, theirs in zip(*trained):
         np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize("height,width", [(7, 10), (6, 5), (5, 9)])
+def test_the_trainers_blocked_output_convolution_trains_as_the_convolution(height, width):
+    """The trainer's `narrow_conv` (blocked_conv, a stride-2 convolution to 2x2 blocks):
+    the output layer's 9x9 convolution to 3 channels gives the same output, odd and even
+    sizes, and a training step moves its weights as the plain convolution's does."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 255, (2, height, width, 5)).astype("float32")
+    y = rng.normal(size=(2, height, width, 3)).astype("float32")
+    trained = []
+    for narrow in (None, blocked_conv):
+        layer = ConvLayer(3, 9, normalize=False, relu=False)
+        layer.build((None, None, None, 5))
+        layer.set_weights([rng.normal(0, 0.02, w.shape).astype("float32") if i == 0 else
+                           np.array([0.1, -0.2, 0.3], "float32")
+                           for i, w in enumerate(layer.get_weights())] if not trained else
+                          trained[0][0])
+        model = keras.Sequential([keras.Input((height, width, 5)), layer])
+        model.compile(optimizer=keras.optimizers.SGD(1e-4), loss="mse")
+        with kernels(**({} if narrow is None else {"narrow_conv": narrow})):
+            out = keras.ops.convert_to_numpy(model(x))
+            before = model.get_weights()
+            model.train_on_batch(x, y)
+        trained.append((before, out, model.get_weights()))
+    (before, plain, after), (_, blocked, blocked_after) = trained
+    assert plain.shape == (2, height, width, 3)
+    np.testing.assert_allclose(blocked, plain, rtol=1e-5, atol=1e-4)
+    assert all(np.abs(a - b).max() > 1e-6 for a, b in zip(before, after))
+    for ours, theirs in zip(blocked_after, after):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
 
 
 def test_mobile_architecture():
