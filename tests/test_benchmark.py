@@ -213,6 +213,7 @@ def test_speed_benchmark_interleaves_our_paths_with_the_peer(tmp_path, torch_pee
         assert theirs["peak_memory_mib"] < ours["peak_memory_mib"]
     # int8 matmuls are measured by PyTorch, where it is installed.
     assert positive(report["peaks"]["int8"]) and report["peak"]["torch_int8_gops"] > 0
+    assert 0 < report["peak"]["int8_matmul_size"] <= report["peak"]["matmul_size"]
     assert "| of its precision's peak | time / torch's |" in result.stdout
     assert "| peak memory MiB | time / torch's |" in result.stdout
     assert "| keras (float32) | 37x45 |" in result.stdout
