@@ -123,7 +123,9 @@ def blocked_conv(x, kernel, bias):
     70% of the transformer's backward pass (oneDNN, float32, 128x128 crops; measured)."""
     rows, cols, _, channels = kernel.shape
     height, width = x.shape[1] - rows + 1, x.shape[2] - cols + 1
-    x = ops.pad(x, [(0, 0), (0, height % 2), (0, width % 2), (0, 0)])
+    # In `kernel`'s dtype, as the layer's convolution casts (a bfloat16 network's output
+    # layer computes in float32).
+    x = ops.pad(ops.cast(x, kernel.dtype), [(0, 0), (0, height % 2), (0, width % 2), (0, 0)])
     y = ops.conv(x, block_kernel(kernel), strides=2) + ops.tile(bias, [4])
     down, across = y.shape[1], y.shape[2]
     y = ops.transpose(ops.reshape(y, (-1, down, across, 2, 2, channels)), (0, 1, 3, 2, 4, 5))
