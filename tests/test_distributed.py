@@ -292,9 +292,9 @@ def test_workers_that_restored_different_steps_stop_in_one_line(cluster_run):
 def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     folder = make_workdir(tmp_path)
     runs = {"one": folder / "one", "two": folder / "two"}
-    result = run_cli(tiny_args(folder, 4, batch_size=4, **outputs_in(runs["one"])), env=TENSORFLOW)
+    result = run_cli(tiny_args(folder, 1, batch_size=4, **outputs_in(runs["one"])), env=TENSORFLOW)
     assert result.returncode == 0, result.stderr[-3000:]
-    two = tiny_args(folder, 4, batch_size=4, strategy="mirrored", **outputs_in(runs["two"]))
+    two = tiny_args(folder, 1, batch_size=4, strategy="mirrored", **outputs_in(runs["two"]))
     result = subprocess.run([sys.executable, "-c", TWO_CPUS, *flags_of(two)], cwd=REPO,
                             env={**os.environ, **TENSORFLOW}, capture_output=True, text=True,
                             timeout=HANG_TIMEOUT)
@@ -302,14 +302,17 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path):
     assert "2 replica(s), global batch 4 (2 per replica)" in result.stderr
     metadata = [load_metadata(str(runs[k] / "savedNets" / "stripes")) for k in ("one", "two")]
     assert [m["replicas"] for m in metadata] == [1, 2]
-    # Mean losses over the 4 steps: summation order and oneDNN's kernels differ by CPU
-    # (measured 0.03% on an AVX-512 machine, 0.32% on an AVX2 one); another batch split or
-    # data order would differ by far more.
+    # One step, as for JAX below: the losses and gradients at the same weights agree to
+    # rounding (measured on an AVX2 machine: losses within 3e-7, first moments within
+    # 0.01%). Over 4 steps Adam's sign-sized first steps carry rounding differences on:
+    # there the losses drifted 0.3-1.2% and the moments 6-14% apart, by the CPU and by
+    # how the loss network's passes were split, not by anything wrong.
     for name, loss in metadata[0]["final_losses"].items():
-        assert metadata[1]["final_losses"][name] == pytest.approx(loss, rel=1e-2), name
+        assert metadata[1]["final_losses"][name] == pytest.approx(loss, rel=1e-4), name
     moments, rms, largest = assert_same_training(runs["one"] / "checkpoints" / "stripes",
-                                                 runs["two"] / "checkpoints" / "stripes")
-    print(f"mirrored on 2 CPUs vs 1 device, 4 steps: first moments within {moments:.1%}, "
+                                                 runs["two"] / "checkpoints" / "stripes",
+                                                 moment_rtol=0.01)
+    print(f"mirrored on 2 CPUs vs 1 device, 1 step: first moments within {moments:.1%}, "
           f"weight difference RMS {rms:.1e}, max {largest:.1e}")
 
 
