@@ -1,7 +1,9 @@
 """Tiled inference with whole-photo statistics, and the colour controls. Backend-neutral."""
 
 import functools
+import gc
 
+import keras
 import numpy as np
 import pytest
 
@@ -27,14 +29,15 @@ def test_tiles_agree_with_the_untiled_pass_seams_included(net):
     """Exact whole-image statistics + margins beyond the receptive field: the tiled result
     equals the untiled one to float rounding, everywhere (stated tolerance: 0.01 grey
     levels on 0-255), including the cross-faded seams."""
-    image = photo(203, 291)
+    image = photo(100, 200)  # 2 x 4 tiles of 64, their last row and column partial
+    assert not tiling.window_fits(image.shape, 64, 64)
     untiled = tiling._run(net, image)
     tiled = tiling.stylize_image(net, image, tile_size=64, margin=64, blend=16)
     assert tiled.shape == untiled.shape
     difference = np.abs(tiled - untiled)
     seams = np.zeros(image.shape[:2], bool)
-    seams[list(range(56, 203, 64))] = True  # rows and columns across each blend band
-    seams[:, list(range(56, 291, 64))] = True
+    seams[list(range(56, 100, 64))] = True  # rows and columns across each blend band
+    seams[:, list(range(56, 200, 64))] = True
     assert difference[seams].max() < 0.01
     assert difference.max() < 0.01
 
@@ -42,6 +45,7 @@ def test_tiles_agree_with_the_untiled_pass_seams_included(net):
 def test_tiles_of_a_photo_under_five_pixels_high_agree_with_the_untiled_pass(net):
     """Grown by its edge, then reflection-padded, as the network grows it untiled."""
     image = photo(3, 200)
+    assert not tiling.window_fits(image.shape, 64, 64)
     tiled = tiling.stylize_image(net, image, tile_size=64, margin=64, blend=16)
     assert np.abs(tiled - tiling._run(net, image)).max() < 0.01
 
@@ -57,13 +61,41 @@ def test_tiles_agree_with_the_untiled_pass_in_every_padding(config):
     assert np.abs(tiled - tiling._run(net, image)).max() < 0.01
 
 
+def test_a_pass_stopped_at_its_layer_frees_its_activations_at_once():
+    """A statistics pass ends by an exception through the network's layers; none of its
+    frames (and so none of its activations) is left in reference cycles for the garbage
+    collector, and Keras' traceback filtering is as it was after (on), also when a pass
+    fails."""
+    net = multi_style_net(num_styles=1, num_residual_blocks=1)
+    image = photo(40, 200)
+    assert not tiling.window_fits(image.shape, 32, 64)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        tiling.stylize_image(net, image, tile_size=32, margin=64, blend=16)
+        gc.collect()
+        # The pass's frames (which hold its activations); other tests may leave garbage.
+        left = [o.f_code.co_name for o in gc.garbage if type(o).__name__ == "frame"
+                and "perceptual_style" in o.f_code.co_filename]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
+    assert keras.config.is_traceback_filtering_enabled()
+    with pytest.raises(ValueError):
+        tiling.stylize_image(net, image[..., :2], tile_size=32, margin=64, blend=16)
+    assert keras.config.is_traceback_filtering_enabled()
+
+
 def test_per_tile_statistics_would_show_seams(net):
     """Why statistics are shared: the same tiling with per-tile statistics differs."""
-    image = photo(203, 291)
+    image = photo(100, 200)
     untiled = tiling._run(net, image)
     per_tile = np.zeros_like(untiled)
-    for y in range(0, 203, 64):
-        for x in range(0, 291, 64):
+    for y in range(0, 100, 64):
+        for x in range(0, 200, 64):
             window = image[max(y - 64, 0):y + 128, max(x - 64, 0):x + 128]
             result = tiling._run(net, window)
             top, left = y - max(y - 64, 0), x - max(x - 64, 0)
@@ -74,7 +106,8 @@ def test_per_tile_statistics_would_show_seams(net):
 def test_scaled_statistics_are_shared_by_all_tiles(net):
     """The faster option: tiled equals an untiled pass that uses the same statistics (of a
     scaled copy), so tiles differ from each other in nothing."""
-    image = photo(330, 250)
+    image = photo(170, 200)
+    assert not tiling.window_fits(image.shape, 64, 64)
     values = tiling.scaled_statistics(net, image, 128)
     assert len(values) == 15  # 3 down + 2 x 5 residual + 2 up layers
     with statistics_hook(lambda layer, x: values[layer.path]):
@@ -90,7 +123,7 @@ def test_tiles_of_a_multi_style_network_agree_with_its_untiled_pass():
     it; a small network, one residual block, for speed)."""
     net = functools.partial(multi_style_net(3, num_residual_blocks=1, width_multiplier=0.5),
                             style_weights=np.array([0.5, 0.0, 0.5], np.float32))
-    image = photo(150, 230)
+    image = photo(100, 170)
     tiled = tiling.stylize_image(net, image, tile_size=64, margin=48, blend=16)
     assert not tiling.window_fits(image.shape, 64, 48)
     assert np.abs(tiled - tiling._run(net, image)).max() < 0.01
