@@ -141,9 +141,9 @@ class _ExactStatistics:
         self._path = layer.path
         scale = self.window_height // ops.shape(x)[1]  # 1, 2 or 4
         y0, y1, x0, x1 = (v // scale for v in self.region)
-        # Summed in NumPy, in float64 (bfloat16 would round the sums): sliced in the
-        # backend, every region would be another op to compile on JAX.
-        part = ops.convert_to_numpy(ops.cast(x[0], "float32"))[y0:y1, x0:x1]
+        # Sliced and summed in NumPy, in float64 (bfloat16 would round the sums): sliced in
+        # the backend, every region would be another op to compile on JAX.
+        part = ops.convert_to_numpy(x[0])[y0:y1, x0:x1].astype(np.float32)
         sums = np.stack([np.full(x.shape[-1], (y1 - y0) * (x1 - x0), np.float64)] + [
             np.sum(v, axis=(0, 1), dtype=np.float64) for v in (part, np.square(part))])
         self._sums = sums if self._sums is None else self._sums + sums
@@ -223,10 +223,10 @@ def stylize_image(net, image, tile_size=TILE_SIZE, margin=MARGIN, blend=BLEND,
     # at the far sides: more context never changes a core's pixels. On TensorFlow, cut
     # windows, whose edge tiles cost less.
     fixed = keras.backend.backend() == "jax"
-    tiles = [(rows, cols) for rows in grid(height, padded_height, tile_size, margin,
-                                           min(tile_size + 2 * margin, padded_height) if fixed else None)
-             for cols in grid(width, padded_width, tile_size, margin,
-                              min(tile_size + 2 * margin, padded_width) if fixed else None)]
+    sides = [grid(length, padded, tile_size, margin,
+                  min(tile_size + 2 * margin, padded) if fixed else None)
+             for length, padded in ((height, padded_height), (width, padded_width))]
+    tiles = [(rows, cols) for rows in sides[0] for cols in sides[1]]
     if statistics == "exact":
         hook = _ExactStatistics()
         passes = 1 + len(scaled_statistics(net, np.zeros((16, 16, 3), np.uint8), 16))
