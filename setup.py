@@ -44,7 +44,8 @@ setup(
         "tflite": TFLITE,
         "video": VIDEO,
         # selenium drives Debian's headless Chromium in tests/test_web.py (Selenium 4's API).
-        "test": ["pytest>=8", "selenium>=4", *SERVING, *TFLITE, *VIDEO],
+        # pytest-xdist: pytest.ini runs the suite on one worker per core.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "selenium>=4", *SERVING, *TFLITE, *VIDEO],
         "demo": ["scikit-image>=0.22"],  # its wheel ships the main job's sample photos
         "bench": ["matplotlib>=3.7"],  # tools/benchmark.py's latency plot
         # tools/benchmark.py's peer, our network in PyTorch (tools/torch_peer.py); 2.7 named

@@ -1,6 +1,6 @@
 """Runs the backend-neutral test files again under KERAS_BACKEND=jax with TensorFlow made
 unimportable, as on a GPU machine that has only JAX (Keras picks its backend once per
-process, so this needs a subprocess)."""
+process, so this needs a subprocess: one per file, so that parallel workers share them)."""
 
 import os
 import subprocess
@@ -15,11 +15,13 @@ NEUTRAL = ["test_transformer_net.py", "test_losses.py", "test_trainer.py", "test
 
 
 @pytest.mark.skipif(BACKEND == "jax", reason="already running on JAX")
-def test_backend_neutral_tests_pass_on_jax():
-    files = [os.path.join("tests", name) for name in NEUTRAL]
+@pytest.mark.parametrize("name", NEUTRAL)
+def test_backend_neutral_tests_pass_on_jax(name):
+    # -n 0: the file's tests run in this subprocess, not in workers of their own.
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *files],
-        cwd=REPO, env={**os.environ, "KERAS_BACKEND": "jax", "PERCEPTUAL_STYLE_NO_TENSORFLOW": "1"}, capture_output=True, text=True,
-        timeout=HANG_TIMEOUT)
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+         os.path.join("tests", name)],
+        cwd=REPO, env={**os.environ, "KERAS_BACKEND": "jax", "PERCEPTUAL_STYLE_NO_TENSORFLOW": "1"},
+        capture_output=True, text=True, timeout=HANG_TIMEOUT)
     assert result.returncode == 0, result.stdout[-6000:]
     assert " passed" in result.stdout.splitlines()[-1]

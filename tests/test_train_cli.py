@@ -1,6 +1,7 @@
 """The training CLI end to end, in subprocesses, at tiny sizes."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,19 +13,34 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import BACKEND, HANG_TIMEOUT, REPO, run_cli, served
+from conftest import BACKEND, HANG_TIMEOUT, REPO, run_cli, served, write_photos
 from perceptual_style.checkpoint import checkpoint_path, checkpoint_step
 from perceptual_style.saved_nets import (distilled_metadata, load_metadata, load_transformer,
                                          read_history, read_weights, save_transformer)
 from perceptual_style.transformer_net import INPUT_SHAPE, TransformerNet, is_normalization
 
 
-@pytest.fixture
-def workdir(tmp_path, photo_dir):
+def write_stripes(folder):
     y, x = np.mgrid[0:64, 0:64]
     style = np.stack([(x % 8 < 4) * 255, (y % 6 < 3) * 200, np.full((64, 64), 60)], -1)
-    Image.fromarray(style.astype(np.uint8)).save(tmp_path / "stripes.png")
-    return tmp_path
+    Image.fromarray(style.astype(np.uint8)).save(folder / "stripes.png")
+    return folder
+
+
+@pytest.fixture
+def workdir(tmp_path, photo_dir):
+    return write_stripes(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A workdir whose savedNets/stripes trained 2 steps (4 images), made once for the tests
+    that start from a trained single-style network; they only read it."""
+    folder = write_stripes(tmp_path_factory.mktemp("trained"))
+    write_photos(folder / "photos")
+    result = run_cli(tiny_args(folder, steps=2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
 
 
 def tiny_args(workdir, steps, **extra):
@@ -70,11 +86,8 @@ def test_trains_saves_and_the_net_stylizes_another_size(workdir):
     assert again.returncode == 0 and "resuming stripes from its checkpoint at step 6" in again.stderr
 
 
-def test_init_from_starts_at_saved_weights_and_counts_their_images(workdir):
-    first = run_cli(tiny_args(workdir, steps=4))
-    assert first.returncode == 0, first.stderr[-3000:]
-    prior = workdir / "prior"
-    os.rename(workdir / "savedNets", prior)
+def test_init_from_starts_at_saved_weights_and_counts_their_images(workdir, trained):
+    prior = trained / "savedNets"
     photo = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype(np.float32)
     before = keras.ops.convert_to_numpy(load_transformer(str(prior / "stripes"))(photo))
     # A step at learning rate 0 from the prior's weights keeps them; images are added up.
@@ -85,19 +98,19 @@ def test_init_from_starts_at_saved_weights_and_counts_their_images(workdir):
     after = keras.ops.convert_to_numpy(load_transformer(str(saved))(photo))
     assert np.abs(after - before).max() < 1  # float16 storage, twice
     metadata = load_metadata(str(saved))
-    assert metadata["images_seen"] == 8 + 2 and metadata["initialized_from"]["steps"] == 4
+    assert metadata["images_seen"] == 4 + 2 and metadata["initialized_from"]["steps"] == 2
     # Trained on from there; a resumed run (checkpoint present) still counts the prior's.
     for steps in (2, 3):
         result = run_cli(tiny_args(workdir, steps=steps, init_from=prior, overwrite=True,
                                    checkpoint_dir=workdir / "fresh"))
         assert result.returncode == 0, result.stderr[-3000:]
     assert "resuming stripes from its checkpoint at step 2" in result.stderr
-    assert load_metadata(str(saved))["images_seen"] == 8 + 6
+    assert load_metadata(str(saved))["images_seen"] == 4 + 6
     # Resumed by a command that no longer names --init_from: the checkpoints kept it.
     result = run_cli(tiny_args(workdir, steps=4, checkpoint_dir=workdir / "fresh"))
     assert result.returncode == 0, result.stderr[-3000:]
     metadata = load_metadata(str(saved))
-    assert metadata["images_seen"] == 8 + 8 and metadata["initialized_from"]["steps"] == 4
+    assert metadata["images_seen"] == 4 + 8 and metadata["initialized_from"]["steps"] == 2
     assert [s["steps"] for s in metadata["training"]][-3:] == [[0, 2], [2, 3], [3, 4]]
     missing = run_cli(tiny_args(workdir, steps=2, init_from=workdir / "nowhere",
                                 checkpoint_dir=workdir / "other"))
@@ -354,9 +367,8 @@ def test_crop_size_bfloat16_and_time_budget_are_recorded(workdir):
     assert metadata["images_seen"] == 6
 
 
-def test_refuses_to_replace_a_network_it_did_not_start(workdir):
-    first = run_cli(tiny_args(workdir, steps=2))
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_refuses_to_replace_a_network_it_did_not_start(workdir, trained):
+    shutil.copytree(trained / "savedNets", workdir / "savedNets")
     weights = workdir / "savedNets" / "stripes" / "weights.npz"
     before = weights.read_bytes()
     other = tiny_args(workdir, steps=2, checkpoint_dir=workdir / "elsewhere")
@@ -485,12 +497,10 @@ def test_several_styles_train_resume_and_stylize_by_name(workdir):
     assert [s["name"] for s in metadata["styles"]] == ["a", "b"]
 
 
-def test_several_styles_start_from_one_trained_style(workdir):
+def test_several_styles_start_from_one_trained_style(workdir, trained):
     """--styles with --init_from a single-style network: every style starts as it (at
     learning rate 0 each still computes exactly its output), and trains on its own loss."""
-    first = run_cli(tiny_args(workdir, steps=2))
-    assert first.returncode == 0, first.stderr[-3000:]
-    base = workdir / "savedNets" / "stripes"
+    base = trained / "savedNets" / "stripes"
     result = run_cli(pair_args(workdir, steps=1, init_from=base, learning_rate=0))
     assert result.returncode == 0, result.stderr[-3000:]
     pair = workdir / "savedNets" / "pair"
@@ -534,14 +544,12 @@ def outputs(folder, photo, style_weights=None):
     return keras.ops.convert_to_numpy(load_transformer(str(folder))(photo, **kwargs))
 
 
-def test_add_style_to_a_single_style_network_keeps_it_bit_for_bit(workdir):
+def test_add_style_to_a_single_style_network_keeps_it_bit_for_bit(workdir, trained):
     """A single-style network grows into one of two: the old style keeps its name, its
     weights and its outputs bit for bit; the new one's normalization rows alone trained.
     Resumed in bfloat16 under a spent --time_budget; then --finetune_all adds the
     identity style, training every weight on every style's loss."""
-    first = run_cli(tiny_args(workdir, steps=2))
-    assert first.returncode == 0, first.stderr[-3000:]
-    base = workdir / "savedNets" / "stripes"
+    base = trained / "savedNets" / "stripes"
     pair_args(workdir, steps=1)  # writes a.flags and b.flags
     result = run_cli(add_args(workdir, 2, workdir / "b.flags", base))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -550,7 +558,7 @@ def test_add_style_to_a_single_style_network_keeps_it_bit_for_bit(workdir):
     metadata = load_metadata(str(grown))
     assert [s["name"] for s in metadata["styles"]] == ["stripes", "b"]
     old, new = (s["flags"] for s in metadata["styles"])
-    assert old["style_image"] == str(workdir / "stripes.png") and old["style_weight"] == 1e-5
+    assert old["style_image"] == str(trained / "stripes.png") and old["style_weight"] == 1e-5
     assert new["style_image"] == str(workdir / "plain.png") and new["saturation_weight"] == 10
     assert metadata["images_seen"] == 2 * 2 + 2 * 2
     photo = np.random.default_rng(2).uniform(0, 255, (1, 30, 34, 3)).astype(np.float32)
